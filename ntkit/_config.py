@@ -1,0 +1,133 @@
+"""Library-wide defaults, overridable in a ``with`` block.
+
+>>> import ntkit
+>>> with ntkit.config_context(backend="numpy", memory_budget="256MiB"):
+...     ntkit.get_config()["backend"]
+'numpy'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import re
+from typing import Any
+
+from ._validation import InvalidParameterError
+
+__all__ = ["config_context", "get_config", "parse_memory", "available_memory", "default_memory_budget"]
+
+_BACKENDS = ("auto", "numpy", "jax", "native")
+_DEFAULTS: dict[str, Any] = {"backend": "auto", "memory_budget": None, "verbose": False}
+_config: contextvars.ContextVar[dict] = contextvars.ContextVar("ntkit_config", default=_DEFAULTS)
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+#: Fraction of currently available memory used when no budget is given.
+DEFAULT_BUDGET_FRACTION = 0.25
+_MIN_BUDGET = 16 * 1024**2
+
+
+def parse_memory(value: Any, name: str = "memory_budget") -> int | None:
+    """Parse a memory size: bytes as an int, or a string such as ``"512MiB"`` or ``"2GB"``.
+
+    ``None`` means "use the default". Returns bytes.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidParameterError(f"{name} must be a number of bytes or a string like '2GiB'; got {value!r}.")
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if m is None or m.group(2).lower() not in _UNITS:
+            raise InvalidParameterError(
+                f"{name} must be a number of bytes or a string like '512MiB', '2GB'; got {value!r}."
+            )
+        value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{name} must be a number of bytes or a string like '2GiB'; got {value!r}.") from None
+    if out <= 0:
+        raise InvalidParameterError(f"{name} must be positive; got {value!r}.")
+    return out
+
+
+def available_memory() -> int:
+    """Bytes of memory currently available (``MemAvailable`` on Linux), or 4 GiB when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 * 1024**3
+
+
+def default_memory_budget() -> int:
+    """The budget used when none is given: a quarter of available memory, at least 16 MiB."""
+    return max(_MIN_BUDGET, int(DEFAULT_BUDGET_FRACTION * available_memory()))
+
+
+def get_config() -> dict:
+    """The current configuration (a copy)."""
+    return dict(_config.get())
+
+
+def resolve_budget(memory_budget: Any) -> int:
+    """Explicit argument, else the ``config_context`` value, else the default."""
+    budget = parse_memory(memory_budget)
+    if budget is None:
+        budget = parse_memory(_config.get()["memory_budget"])
+    return budget if budget is not None else default_memory_budget()
+
+
+@contextlib.contextmanager
+def config_context(*, backend: str | None = None, memory_budget: Any = None, verbose: bool | None = None):
+    """Set ntkit defaults inside a ``with`` block (thread- and async-safe).
+
+    Parameters
+    ----------
+    backend : {"auto", "numpy", "jax", "native"}, optional
+        Backend used by :func:`ntkit.ops.gram` and friends when they are
+        called with ``backend="auto"``.
+    memory_budget : int or str, optional
+        Default workspace budget in bytes (or ``"512MiB"``-style string).
+    verbose : bool, optional
+        Default for progress reporting.
+    """
+    new = dict(_config.get())
+    if backend is not None:
+        if backend not in _BACKENDS:
+            raise InvalidParameterError(
+                f"The 'backend' parameter of config_context must be one of {_BACKENDS}. Got {backend!r} instead."
+            )
+        new["backend"] = backend
+    if memory_budget is not None:
+        parse_memory(memory_budget)
+        new["memory_budget"] = memory_budget
+    if verbose is not None:
+        new["verbose"] = bool(verbose)
+    token = _config.set(new)
+    try:
+        yield new
+    finally:
+        _config.reset(token)

@@ -1,0 +1,150 @@
+"""The kernel protocol.
+
+A kernel is a small object that stores hyper-parameters (``__init__`` stores,
+nothing else) and knows three things:
+
+* how to prepare the data once (``_prepare``: centring and lengthscale scaling
+  for stationary kernels),
+* how to turn one block of inner products ``<x, z>`` and squared norms into
+  kernel values (``_block``), written once against an array namespace ``xp``
+  so the same formula serves numpy and jax,
+* its exact diagonal (``_diag``) and, if the native engine implements it, its
+  native id and parameters (``_native_spec``).
+
+Evaluation itself always goes through :func:`ntkit.ops.gram` /
+:func:`ntkit.ops.kernel_matvec`, the one primitive of the library.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from .._validation import check_data
+
+__all__ = ["Kernel", "StationaryKernel", "DotProductKernel"]
+
+
+class Kernel(BaseEstimator):
+    """Base class of ntkit kernels.
+
+    Subclasses implement ``_validated()`` (checked hyper-parameters as a dict),
+    ``_block(xp, dot, sx, sz, n_features, params)``, ``_diag(xp, sx, n_features, params)``
+    and optionally ``_native_spec(params)``. Instances are callable:
+    ``k(X, Z=None)`` returns the Gram matrix and ``k.diag(X)`` its diagonal.
+    ``get_params`` / ``set_params`` / ``sklearn.base.clone`` work as for estimators.
+    """
+
+    #: "stationary" kernels depend on x - z only; "dot" kernels on <x,z>, |x|, |z|.
+    family = "dot"
+
+    def _validated(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _prepare(self, xp, X, Z, params):
+        """Transform the data once before blocks are formed (identity by default)."""
+        return X, Z
+
+    def _block(self, xp, dot, sx, sz, n_features, params):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _diag(self, xp, sx, n_features, params):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _native_spec(self, params):
+        """``(kernel_id, params)`` for :mod:`ntkit_native`, or None when not implemented there."""
+        return None
+
+    def _static_key(self, params) -> tuple:
+        """Hashable summary of everything ``_block`` depends on (for jit caches)."""
+        return (type(self).__name__,) + tuple(
+            (k, v) for k, v in sorted(params.items()) if not isinstance(v, np.ndarray)
+        )
+
+    def __call__(self, X, Z=None, *, backend="auto"):
+        """Gram matrix ``K(X, Z)`` of shape (n, m); ``K(X, X)`` when Z is None."""
+        from ..ops import gram
+
+        return gram(self, X, Z, backend=backend)
+
+    def diag(self, X):
+        """The diagonal ``k(x_i, x_i)``, shape (n,), without forming the Gram matrix.
+
+        >>> import numpy as np
+        >>> from ntkit.kernels import RBF
+        >>> RBF(2.0).diag(np.zeros((3, 4)))
+        array([1., 1., 1.])
+        """
+        from ._ops_bridge import diag
+
+        return diag(self, X)
+
+    @property
+    def is_stationary(self) -> bool:
+        return self.family == "stationary"
+
+
+class StationaryKernel(Kernel):
+    """Kernels of ``r = |x - z| / lengthscale``.
+
+    ``lengthscale`` is a positive float, or an array of shape (n_features,)
+    for one lengthscale per feature (automatic relevance determination).
+    The data are centred (on the mean of X) and divided by the lengthscale
+    before inner products are formed: the kernel does not change, but the
+    ``|x|^2 + |z|^2 - 2<x,z>`` expansion loses far fewer digits for data far
+    from the origin.
+    """
+
+    family = "stationary"
+
+    def _check_lengthscale(self, X_features=None):
+        ls = self.lengthscale
+        owner = type(self).__name__
+        from .._validation import InvalidParameterError, check_scalar
+
+        if isinstance(ls, (list, tuple, np.ndarray)) and np.ndim(ls) >= 1:
+            arr = np.asarray(ls, dtype=np.float64)
+            if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+                raise InvalidParameterError(
+                    f"The 'lengthscale' parameter of {owner} must be a positive float or a 1-D array of "
+                    f"positive finite floats (one per feature). Got {ls!r} instead."
+                )
+            return arr
+        return check_scalar(ls, "lengthscale", owner, low=0.0, closed="right")
+
+    def _prepare(self, xp, X, Z, params):
+        ls = params["lengthscale"]
+        if isinstance(ls, np.ndarray) and ls.shape[0] != X.shape[1]:
+            raise ValueError(
+                f"lengthscale has {ls.shape[0]} entries but X has {X.shape[1]} features; "
+                "give one lengthscale per feature or a single float."
+            )
+        if X.shape[0] == 0:
+            shift = xp.zeros((X.shape[1],), dtype=X.dtype)
+        else:
+            shift = xp.mean(X, axis=0)
+        scale = xp.asarray(1.0 / ls, dtype=X.dtype) if isinstance(ls, np.ndarray) else X.dtype.type(1.0 / ls)
+        Xp = (X - shift) * scale
+        Zp = None if Z is None else (Z - shift.astype(Z.dtype)) * scale
+        return Xp, Zp
+
+    def _diag(self, xp, sx, n_features, params):
+        return xp.ones_like(sx)
+
+    def _from_sqdist(self, xp, d2, params):  # pragma: no cover - abstract
+        """Kernel values from squared distances of the prepared (unit-lengthscale) data."""
+        raise NotImplementedError
+
+    def _block(self, xp, dot, sx, sz, n_features, params):
+        return self._from_sqdist(xp, self._sqdist(xp, dot, sx, sz), params)
+
+    @staticmethod
+    def _sqdist(xp, dot, sx, sz):
+        d2 = sx[:, None] + sz[None, :] - 2 * dot
+        return xp.maximum(d2, 0)
+
+
+class DotProductKernel(Kernel):
+    """Kernels of ``<x, z>``, ``|x|^2`` and ``|z|^2`` (not translation invariant)."""
+
+    family = "dot"

@@ -1,0 +1,1 @@
+"""Backend implementations of the kernel primitive: numpy (reference), jax, native."""

@@ -1,0 +1,271 @@
+"""The kernel primitive: Gram blocks and kernel-matrix products.
+
+Everything in ntkit that touches data goes through :func:`gram`,
+:func:`kernel_matvec` (and :class:`~ntkit.ops.KernelOperator` built on it) or
+:func:`batched_gram`.
+
+Backends
+--------
+``backend="auto"`` is the deterministic rule:
+
+1. jax arrays in → ``"jax"`` (the result stays on the jax side);
+2. otherwise, if :mod:`ntkit_native` is built and implements the kernel → ``"native"``;
+3. otherwise → ``"numpy"``.
+
+``ntkit.config_context(backend=...)`` replaces ``"auto"`` for a ``with`` block.
+Whatever the backend, numpy in gives numpy out, jax in gives jax out, and the
+output dtype is the common dtype of the inputs (float32 only when all are float32).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Literal, NamedTuple
+
+import numpy as np
+
+from .._config import _config, available_memory, resolve_budget
+from .._validation import InvalidParameterError, check_data, is_jax_array
+from ..kernels._base import Kernel
+from ._backends import _jax as jax_backend
+from ._backends import _native as native_backend
+from ._backends import _numpy as numpy_backend
+from ._blocks import plan_blocks
+
+__all__ = ["gram", "kernel_matvec", "iter_gram_blocks", "resolve_backend"]
+
+Backend = Literal["auto", "numpy", "jax", "native"]
+_BACKENDS = ("auto", "numpy", "jax", "native")
+
+
+class _Problem(NamedTuple):
+    kernel: Kernel
+    params: dict
+    X: Any
+    Z: Any  # None for the symmetric case K(X, X)
+    n_features: int
+    backend: str
+    jax_in: bool
+    dtype: np.dtype
+
+
+def resolve_backend(backend: str, kernel: Kernel, *, jax_in: bool, params: dict | None = None) -> str:
+    """Apply the documented ``"auto"`` rule; check an explicit choice can run."""
+    if backend not in _BACKENDS:
+        raise InvalidParameterError(f"The 'backend' parameter must be one of {_BACKENDS}. Got {backend!r} instead.")
+    if backend == "auto":
+        backend = _config.get()["backend"]
+    params = kernel._validated() if params is None else params
+    if backend == "auto":
+        if jax_in:
+            return "jax"
+        if kernel._native_spec(params) is not None and native_backend.available():
+            return "native"
+        return "numpy"
+    if backend == "native":
+        if not native_backend.available():
+            raise RuntimeError(
+                "backend='native' was requested but ntkit_native is not built in this installation; "
+                "reinstall ntkit with a C++17 compiler (see ntkit.show_backends()) or use backend='numpy'."
+            )
+        if kernel._native_spec(params) is None:
+            raise ValueError(
+                f"backend='native' does not implement {type(kernel).__name__}; use backend='numpy' or 'jax'."
+            )
+    return backend
+
+
+def _check_kernel(kernel) -> Kernel:
+    if not isinstance(kernel, Kernel):
+        raise TypeError(
+            f"kernel must be an ntkit.kernels.Kernel instance such as RBF(1.0); got {type(kernel).__name__}."
+        )
+    return kernel
+
+
+def _setup(kernel, X, Z, backend, extra=()) -> tuple[_Problem, list]:
+    """Validate, choose the backend, cast to one dtype and prepare the data."""
+    kernel = _check_kernel(kernel)
+    params = kernel._validated()
+    X = check_data(X, "X")
+    if Z is not None:
+        Z = check_data(Z, "Z")
+        if Z.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but Z has {Z.shape[1]}; both must have the same number of columns."
+            )
+    arrays = [a for a in (X, Z, *extra) if a is not None]
+    jax_in = any(is_jax_array(a) for a in arrays)
+    dtype = np.result_type(*[np.dtype(a.dtype) for a in arrays])
+    backend = resolve_backend(backend, kernel, jax_in=jax_in, params=params)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        with jax_backend.x64_scope(dtype):
+            conv = [None if a is None else jnp.asarray(a, dtype=dtype) for a in (X, Z, *extra)]
+            Xp, Zp = kernel._prepare(jnp, conv[0], conv[1], params)
+    else:
+        conv = [None if a is None else np.ascontiguousarray(np.asarray(a), dtype=dtype) for a in (X, Z, *extra)]
+        Xp, Zp = kernel._prepare(np, conv[0], conv[1], params)
+        Xp = np.ascontiguousarray(Xp, dtype=dtype)
+        Zp = None if Zp is None else np.ascontiguousarray(Zp, dtype=dtype)
+    prob = _Problem(kernel, params, Xp, Zp, int(X.shape[1]), backend, jax_in, dtype)
+    return prob, conv[2:]
+
+
+def _finish(prob: _Problem, out):
+    """numpy in → numpy out, jax in → jax out; dtype preserved."""
+    if prob.jax_in:
+        import jax.numpy as jnp
+
+        with jax_backend.x64_scope(prob.dtype):
+            return jnp.asarray(out, dtype=prob.dtype)
+    return np.asarray(out, dtype=prob.dtype)
+
+
+def gram(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", memory_budget=None):
+    """Gram matrix ``K[i, j] = k(X[i], Z[j])``.
+
+    Parameters
+    ----------
+    kernel : Kernel
+        An :mod:`ntkit.kernels` kernel, e.g. ``RBF(1.0)``.
+    X : array of shape (n_samples, n_features)
+        numpy or jax, float32 or float64.
+    Z : array of shape (m_samples, n_features), optional
+        Defaults to X. Then only one triangle of blocks is computed, the result
+        is exactly symmetric and its diagonal is the kernel's exact diagonal.
+    backend : {"auto", "numpy", "jax", "native"}, default="auto"
+        See the module documentation for the ``"auto"`` rule.
+    memory_budget : int or str, optional
+        Bound on the *workspace* (temporaries) used while forming blocks.
+        The (n, m) result itself must fit in available memory; for larger
+        problems use :func:`kernel_matvec` or :func:`iter_gram_blocks`.
+
+    Returns
+    -------
+    K : array of shape (n_samples, m_samples)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit.kernels import RBF
+    >>> from ntkit.ops import gram
+    >>> X = np.random.default_rng(0).normal(size=(5, 3))
+    >>> gram(RBF(1.0), X).shape
+    (5, 5)
+    """
+    memory_budget = resolve_budget(memory_budget)
+    prob, _ = _setup(kernel, X, Z, backend)
+    n = prob.X.shape[0]
+    m = n if prob.Z is None else prob.Z.shape[0]
+    need = n * m * np.dtype(prob.dtype).itemsize
+    if need > available_memory():
+        raise MemoryError(
+            f"The ({n}, {m}) Gram matrix needs {need / 2**30:.1f} GiB but only "
+            f"{available_memory() / 2**30:.1f} GiB are available; use ntkit.ops.kernel_matvec, "
+            "ntkit.ops.KernelOperator or ntkit.ops.iter_gram_blocks, which stream in blocks."
+        )
+    if prob.backend == "native":
+        out = native_backend.gram(prob.kernel._native_spec(prob.params), prob.X, prob.Z)
+    elif prob.backend == "jax":
+        with jax_backend.x64_scope(prob.dtype):
+            out = jax_backend.gram(prob.kernel, prob.params, prob.X, prob.Z, prob.n_features, memory_budget)
+    else:
+        out = numpy_backend.gram(prob.kernel, prob.params, prob.X, prob.Z, prob.n_features, memory_budget)
+    return _finish(prob, out)
+
+
+def kernel_matvec(kernel: Kernel, X, Z, v, *, backend: Backend = "auto", memory_budget=None):
+    """``K(X, Z) @ v`` without forming ``K(X, Z)``.
+
+    Blocks of K are formed, multiplied into the output and dropped, so peak
+    memory is ``O((n + m)(d + t))`` plus one block sized by ``memory_budget``.
+
+    Parameters
+    ----------
+    kernel : Kernel
+    X : array of shape (n_samples, n_features)
+    Z : array of shape (m_samples, n_features) or None
+        None means ``Z = X``.
+    v : array of shape (m_samples,) or (m_samples, n_targets)
+    backend : {"auto", "numpy", "jax", "native"}, default="auto"
+    memory_budget : int or str, optional
+        Workspace bound in bytes (or ``"512MiB"``); default: a quarter of
+        available memory (see :func:`ntkit.config_context`).
+
+    Returns
+    -------
+    array of shape (n_samples,) or (n_samples, n_targets), like ``v``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit.kernels import RBF
+    >>> from ntkit.ops import gram, kernel_matvec
+    >>> rng = np.random.default_rng(0)
+    >>> X, Z, v = rng.normal(size=(6, 2)), rng.normal(size=(4, 2)), rng.normal(size=4)
+    >>> bool(np.allclose(kernel_matvec(RBF(), X, Z, v), gram(RBF(), X, Z) @ v))
+    True
+    """
+    memory_budget = resolve_budget(memory_budget)
+    if v is None:
+        raise ValueError("v is required; got None.")
+    v = check_data(v, "v", ndim=(1, 2))
+    Zs = X if Z is None else Z
+    m = Zs.shape[0] if hasattr(Zs, "shape") and len(getattr(Zs, "shape", ())) >= 1 else None
+    if m is not None and v.shape[0] != m:
+        raise ValueError(f"v must have {m} rows to match Z (or X when Z is None); found shape {tuple(v.shape)}.")
+    prob, (vv,) = _setup(kernel, X, Z, backend, extra=(v,))
+    one_d = vv.ndim == 1
+    v2 = vv[:, None] if one_d else vv
+    if prob.backend == "native":
+        plan = plan_blocks(prob.X.shape[0], prob.X.shape[0] if prob.Z is None else prob.Z.shape[0], n_features=prob.X.shape[1], n_targets=v2.shape[1],
+                           itemsize=np.dtype(prob.dtype).itemsize, memory_budget=memory_budget)
+        out = native_backend.matvec(prob.kernel._native_spec(prob.params), prob.X, prob.Z,
+                                    np.ascontiguousarray(v2), block_rows=plan.block_rows,
+                                    block_cols=plan.block_cols)
+    elif prob.backend == "jax":
+        with jax_backend.x64_scope(prob.dtype):
+            out = jax_backend.matvec(prob.kernel, prob.params, prob.X, prob.Z, v2, prob.n_features, memory_budget)
+    else:
+        out = numpy_backend.matvec(prob.kernel, prob.params, prob.X, prob.Z, v2, prob.n_features, memory_budget)
+    out = out[:, 0] if one_d else out
+    return _finish(prob, out)
+
+
+def iter_gram_blocks(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", memory_budget=None) -> Iterator:
+    """Yield ``(rows, cols, block)`` covering ``K(X, Z)`` block by block.
+
+    ``rows`` and ``cols`` are slices; each block has shape
+    ``(rows.stop - rows.start, cols.stop - cols.start)`` and its size is planned
+    from ``memory_budget`` (see :func:`ntkit.ops.plan_blocks`), so a Gram
+    matrix far larger than memory can be consumed piece by piece.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit.kernels import Laplace
+    >>> from ntkit.ops import iter_gram_blocks
+    >>> X = np.random.default_rng(0).normal(size=(10, 2))
+    >>> sum(b.size for _, _, b in iter_gram_blocks(Laplace(), X, memory_budget=2048))
+    100
+    """
+    memory_budget = resolve_budget(memory_budget)
+    prob, _ = _setup(kernel, X, X if Z is None else Z, backend)
+    n, m = prob.X.shape[0], prob.Z.shape[0]
+    plan = plan_blocks(n, m, n_features=prob.X.shape[1], itemsize=np.dtype(prob.dtype).itemsize,
+                       memory_budget=memory_budget)
+    for i0 in range(0, n, plan.block_rows):
+        rows = slice(i0, min(i0 + plan.block_rows, n))
+        for j0 in range(0, m, plan.block_cols):
+            cols = slice(j0, min(j0 + plan.block_cols, m))
+            Xb, Zb = prob.X[rows], prob.Z[cols]
+            if prob.backend == "native":
+                blk = native_backend.gram(prob.kernel._native_spec(prob.params), np.ascontiguousarray(Xb),
+                                          np.ascontiguousarray(Zb))
+            elif prob.backend == "jax":
+                with jax_backend.x64_scope(prob.dtype):
+                    blk = jax_backend.gram(prob.kernel, prob.params, Xb, Zb, prob.n_features, memory_budget)
+            else:
+                blk = numpy_backend.gram(prob.kernel, prob.params, Xb, Zb, prob.n_features, memory_budget)
+            yield rows, cols, _finish(prob, blk)
