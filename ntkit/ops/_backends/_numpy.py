@@ -20,15 +20,25 @@ def sqnorms(X):
 #: most of its digits (near-duplicate points; the diagonal of K(X, X)).
 CANCELLATION_GUARD = 16.0
 
+#: Blocks larger than this gain nothing (the BLAS product is already efficient) and fall out of cache.
+MAX_BLOCK_BYTES = 32 * 2**20
+
+
+def _capped(memory_budget):
+    from ..._config import resolve_budget
+
+    return min(resolve_budget(memory_budget), MAX_BLOCK_BYTES)
+
 
 def block(kernel, params, X, Z, sx, sz, n_features):
     """One Gram block from the prepared rows ``X`` and ``Z`` and their squared norms."""
     dot = X @ Z.T
     if kernel.family != "stationary":
         return kernel._block(np, dot, sx, sz, n_features, params)
-    d2 = sx[:, None] + sz[None, :]
+    d2 = np.add.outer(sx, sz)
     thresh = d2 * (CANCELLATION_GUARD * max(X.shape[1], 1) * np.finfo(X.dtype).eps)
-    d2 -= 2 * dot
+    dot *= -2
+    d2 += dot
     np.maximum(d2, 0, out=d2)
     ii, jj = np.nonzero(d2 <= thresh)
     if ii.size:
@@ -46,7 +56,8 @@ def gram(kernel, params, X, Z, n_features, memory_budget):
         return out
     sx = sqnorms(X)
     sz = sx if sym else sqnorms(Zs)
-    plan = plan_blocks(n, m, n_features=X.shape[1], itemsize=X.itemsize, memory_budget=memory_budget, square=sym)
+    plan = plan_blocks(n, m, n_features=X.shape[1], itemsize=X.itemsize, memory_budget=_capped(memory_budget),
+                       square=sym)
     br, bc = plan.block_rows, plan.block_cols
     for i0 in range(0, n, br):
         ri = slice(i0, min(i0 + br, n))
@@ -73,7 +84,8 @@ def matvec(kernel, params, X, Z, v, n_features, memory_budget):
     sx = sqnorms(X)
     sz = sx if sym else sqnorms(Z)
     dvals = kernel._diag(np, sx, n_features, params) if sym else None
-    plan = plan_blocks(n, m, n_features=X.shape[1], n_targets=t, itemsize=X.itemsize, memory_budget=memory_budget)
+    plan = plan_blocks(n, m, n_features=X.shape[1], n_targets=t, itemsize=X.itemsize,
+                       memory_budget=_capped(memory_budget))
     br, bc = plan.block_rows, plan.block_cols
     for i0 in range(0, n, br):
         ri = slice(i0, min(i0 + br, n))

@@ -1,0 +1,50 @@
+# ntkit: two commands for a newcomer.
+#   make tour   - create .venv, install ntkit with its native extension, run the tour on bundled data
+#   make test   - same install, then the whole test suite
+# Other targets: make bench (benchmarks -> benchmarks/RESULTS.md), make interop (neural-tangents golden values),
+# make info (which backends are built), make clean.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ntkit-installed
+NATIVE_SOURCES := $(shell find ntkit_native/csrc -type f 2>/dev/null) setup.py pyproject.toml
+
+.PHONY: install test tour bench interop info clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Editable install: Python edits need no reinstall; the extension rebuilds when its sources change.
+$(STAMP): $(BIN)/python $(NATIVE_SOURCES)
+	$(BIN)/python -m pip install -q "setuptools>=64" wheel "pybind11>=2.12"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test]"
+	@$(BIN)/python -c "import ntkit; ntkit.show_backends()"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+tour: install
+	$(BIN)/ntkit tour --out tour
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+info: install
+	$(BIN)/ntkit info
+
+# neural-tangents 0.6.5 only runs on jax 0.4.25 / numpy < 2: a pinned side environment regenerates
+# the golden values the test suite compares against (tests/golden/*.npz).
+.venv-interop/bin/python:
+	$(PYTHON) -m venv .venv-interop
+	.venv-interop/bin/python -m pip install -q "jax[cpu]==0.4.25" "numpy<2" "tf2jax==0.3.6" neural-tangents==0.6.5
+
+interop: .venv-interop/bin/python
+	.venv-interop/bin/python tests/golden/make_golden_kernels.py
+
+clean:
+	rm -rf build *.egg-info ntkit_native/_C*.so tour .pytest_cache

@@ -1,0 +1,37 @@
+"""``make bench``: run every benchmark and rewrite benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+from _harness import machine  # noqa: E402
+
+import bench_gram  # noqa: E402
+
+
+def main():
+    quick = "--quick" in sys.argv
+    t0 = time.time()
+    sections = [bench_gram.run(quick)]
+    text = "\n".join([
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`benchmarks/run_all.py`); every table compares ntkit with its peer on the",
+        "same data in the same run. Absolute times on shared 2-core machines are noisy: read the ratios.",
+        "",
+        f"Machine: {machine()}.",
+        f"Total benchmark time: {time.time() - t0:.0f} s{' (quick mode)' if quick else ''}.",
+        "",
+        *sections,
+    ])
+    out = pathlib.Path(__file__).with_name("RESULTS.md")
+    out.write_text(text + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
