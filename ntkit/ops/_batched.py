@@ -25,7 +25,10 @@ def batched_gram(A, B=None, *, reduce="none", backend="auto"):
         ``"none"`` returns the stack ``(b, n, m)``; ``"sum"`` returns
         ``sum_b A_b B_b^T`` of shape ``(n, m)``.
     backend : {"auto", "numpy", "jax", "native"}, default="auto"
-        ``"auto"``: jax arrays → jax; else native when built; else numpy.
+        ``"auto"``: jax arrays → jax, otherwise numpy. Plain products are BLAS-bound and
+        numpy's BLAS already runs at the roof on CPU (``benchmarks/RESULTS.md``: the native
+        CPU engine measures 0.85-1.4x of numpy here), so the native engine is used only
+        when asked for (and for its CUDA path).
 
     Returns
     -------
@@ -63,7 +66,7 @@ def batched_gram(A, B=None, *, reduce="none", backend="auto"):
     if backend == "auto":
         backend = _config.get()["backend"]
     if backend == "auto":
-        backend = "jax" if jax_in else ("native" if native_backend.available() else "numpy")
+        backend = "jax" if jax_in else "numpy"
     if backend == "native" and not native_backend.available():
         raise RuntimeError("backend='native' was requested but ntkit_native is not built; use backend='numpy'.")
     if backend == "jax":

@@ -334,3 +334,33 @@ def test_batched_gram_matches_oracle(backend, dtype, rng):
             assert_close(out, exp, dtype)
             sym = batched_gram(A, reduce=reduce, backend=backend)
             assert_close(sym, ref.batched_gram(A, None, reduce), dtype)
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("native", marks=pytest.mark.skipif(
+    not native_available(), reason="ntkit_native not built"))])
+@pytest.mark.parametrize("kernel", [RBF(0.7), Laplace(0.7), Matern(0.7, nu=0.5), Matern(0.7, nu=1.5),
+                                    Matern(0.7, nu=2.5)], ids=repr)
+def test_near_duplicates_keep_full_precision(kernel, backend, rng):
+    """Exact copies and points 1e-9 apart: the expansion |x|^2+|z|^2-2<x,z> alone would leave
+    Laplace/Matern-1/2 with ~sqrt(eps) = 1e-8 relative error; the cancellation guard gives 1e-12."""
+    X = rng.normal(size=(40, 6)) + 5.0
+    Z = np.vstack([X[:15], X[15:30] + 1e-9 * rng.normal(size=(15, 6)), rng.normal(size=(7, 6))])
+    v = rng.normal(size=Z.shape[0])
+    K = gram(kernel, X, Z, backend=backend)
+    ref_K = ref.oracle_gram(kernel, X, Z)
+    np.testing.assert_allclose(K, ref_K, rtol=1e-12, atol=1e-300)
+    # A sum of m terms: error bounded by a small multiple of eps * sum_j |K_ij v_j|.
+    err = np.abs(kernel_matvec(kernel, X, Z, v, backend=backend) - ref_K @ v)
+    assert np.all(err <= 1e-12 * (np.abs(ref_K) @ np.abs(v)))
+    assert np.all(K[np.arange(15), np.arange(15)] == 1.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kernel", [Laplace(1.0), ArcCosine(0), ReluNTK(3)], ids=repr)
+def test_symmetric_matvec_uses_exact_diagonal(kernel, backend, rng):
+    X = rng.normal(size=(50, 4))
+    v = np.zeros(50)
+    v[7] = 1.0  # picks column 7: K[7, 7] must be the exact k(x, x)
+    col = np.asarray(kernel_matvec(kernel, X, None, v, backend=backend))
+    assert col[7] == pytest.approx(float(np.asarray(kernel.diag(X[7:8]))[0]), rel=1e-15)
+    np.testing.assert_allclose(col, ref.oracle_gram(kernel, X)[:, 7], rtol=1e-11, atol=1e-14)

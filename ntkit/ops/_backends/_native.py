@@ -26,8 +26,6 @@ def gram(spec, X, Z):
 def matvec(spec, X, Z, v, block_rows=None, block_cols=None):
     """``Z=None`` means Z = X (the engine then uses the exact diagonal)."""
     kid, kparams = spec
-    if Z is None:  # TEMP until the engine has a symmetric matvec
-        Z = X
     return _module().kernel_matvec(X, Z, v, kid, kparams, block_rows=block_rows, block_cols=block_cols)
 
 

@@ -1,0 +1,275 @@
+"""ntkit_native: optional compiled kernels for ntkit (CPU with OpenMP + BLAS, optional CUDA).
+
+Importing this package is cheap: it imports only ``numpy`` lazily and never
+compiles, prints or warns. The extension module ``ntkit_native._C`` is loaded
+on first use and cached; :func:`is_available` tells whether it can be imported.
+
+Operations
+----------
+``gram(X, Z=None, kernel_id="rbf", params=None, *, device="cpu")``
+    Kernel matrix ``K[i, j] = k(X[i], Z[j])``. ``Z=None`` means ``Z is X``: only
+    the upper block triangle is computed and mirrored, and the diagonal uses the
+    exact ``x == z`` formula, so the result is exactly symmetric.
+``kernel_matvec(X, Z, v, kernel_id="rbf", params=None, *, block_rows=None, block_cols=None, device="cpu")``
+    ``K(X, Z) @ v`` without materialising ``K`` (tiles of
+    ``block_rows x block_cols`` per thread are computed, transformed and
+    multiplied while hot).
+``batched_gram(A, B=None, reduce="none", *, device="cpu")``
+    ``A_i @ B_i.T`` for each batch entry (``(b, n, m)``) or their sum
+    (``reduce="sum"``, ``(n, m)``). ``B=None`` means ``B is A``.
+
+Input policy
+------------
+* Only ``numpy.ndarray`` inputs (``TypeError`` naming the argument otherwise).
+* dtype float32 or float64, one dtype for all arrays (never cast).
+* Non-contiguous arrays are **copied** to C order by these wrappers
+  (``np.ascontiguousarray``); the raw ``_C`` functions reject them.
+* NaN / Inf raise ``ValueError`` naming the argument.
+* The output dtype equals the input dtype.
+
+Kernel ids and parameters (defaults used for omitted keys)
+----------------------------------------------------------
+linear: -; rbf, laplace, matern12, matern32, matern52: lengthscale=1.0;
+polynomial: degree=3, gamma=1.0, coef0=1.0; arccos0/1/2: -;
+relu_nngp, relu_ntk: depth=1, weight_std=1.0, bias_std=0.0.
+"""
+
+from __future__ import annotations
+
+import numbers
+import threading
+
+__all__ = [
+    "is_available",
+    "has_cuda",
+    "info",
+    "gram",
+    "kernel_matvec",
+    "batched_gram",
+    "KERNEL_IDS",
+    "KERNEL_PARAMS",
+    "DEFAULT_PARAMS",
+]
+
+__version__ = "0.1.0"
+
+KERNEL_IDS = (
+    "linear", "rbf", "laplace", "matern12", "matern32", "matern52", "polynomial",
+    "arccos0", "arccos1", "arccos2", "relu_nngp", "relu_ntk",
+)
+
+KERNEL_PARAMS = {
+    "linear": (),
+    "rbf": ("lengthscale",),
+    "laplace": ("lengthscale",),
+    "matern12": ("lengthscale",),
+    "matern32": ("lengthscale",),
+    "matern52": ("lengthscale",),
+    "polynomial": ("degree", "gamma", "coef0"),
+    "arccos0": (),
+    "arccos1": (),
+    "arccos2": (),
+    "relu_nngp": ("depth", "weight_std", "bias_std"),
+    "relu_ntk": ("depth", "weight_std", "bias_std"),
+}
+
+DEFAULT_PARAMS = {
+    "lengthscale": 1.0, "degree": 3, "gamma": 1.0, "coef0": 1.0,
+    "depth": 1, "weight_std": 1.0, "bias_std": 0.0,
+}
+
+_INT_PARAMS = {"degree": 1, "depth": 0}  # name -> minimum
+
+_lock = threading.Lock()
+_C_module = None
+_C_error: BaseException | None = None
+_C_tried = False
+
+
+def _load():
+    """Import and cache the extension; returns the module or None."""
+    global _C_module, _C_error, _C_tried
+    if _C_tried:
+        return _C_module
+    with _lock:
+        if not _C_tried:
+            try:
+                import os  # noqa: PLC0415
+
+                # The CPU path alternates OpenBLAS threads (GEMM tiles) and OpenMP
+                # threads (kernel transform) on the same cores; spinning idle OpenMP
+                # workers would steal CPU from BLAS. Prefer sleeping workers unless
+                # the user configured libgomp explicitly (read once, at libgomp load).
+                if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+                    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+                from . import _C as mod  # noqa: PLC0415
+
+                _C_module = mod
+            except ImportError as exc:  # not built / broken build
+                _C_error = exc
+            _C_tried = True
+    return _C_module
+
+
+def _require():
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(
+            f"ntkit_native extension is not available ({_C_error}); "
+            "reinstall ntkit with a working C++ compiler")
+    return mod
+
+
+def is_available() -> bool:
+    """True iff the compiled extension ``ntkit_native._C`` can be imported."""
+    return _load() is not None
+
+
+def has_cuda() -> bool:
+    """True iff compiled with CUDA and at least one CUDA device is present. Never raises."""
+    try:
+        mod = _load()
+        if mod is None or not bool(getattr(mod, "cuda_compiled", False)):
+            return False
+        return int(mod.cuda_device_count()) > 0
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def info() -> dict:
+    """Build / runtime information about the extension."""
+    mod = _load()
+    if mod is None:
+        return {
+            "available": False, "version": __version__, "cuda_compiled": False,
+            "cuda_devices": 0, "openmp": False, "omp_max_threads": 0, "blas": None,
+            "kernels": list(KERNEL_IDS), "error": str(_C_error),
+        }
+    d = dict(mod.info())
+    d["available"] = True
+    return d
+
+
+# ----------------------------------------------------------------- validation
+def _np():
+    import numpy as np  # noqa: PLC0415  (kept out of import time)
+
+    return np
+
+
+def _check_array(a, name, ndims, dtype=None, ref_name=None):
+    np = _np()
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"{name} has unsupported dtype {a.dtype}; expected float32 or float64 "
+                        "(inputs are not cast)")
+    if a.ndim not in ndims:
+        want = " or ".join(f"{k}-D" for k in ndims)
+        raise ValueError(f"{name} must be {want}, got {a.ndim}-D array of shape {a.shape}")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but {ref_name} has dtype {dtype}; "
+                        "all arrays must share one dtype")
+    if a.size and not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    # Documented policy: non-contiguous (or byte-swapped / unaligned) input is copied.
+    if not (a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative):
+        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+    return a
+
+
+def _check_kernel(kernel_id, params):
+    if not isinstance(kernel_id, str) or kernel_id not in KERNEL_PARAMS:
+        raise ValueError(f"unknown kernel_id {kernel_id!r}; valid ids: {', '.join(KERNEL_IDS)}")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict or None, got {type(params).__name__}")
+    valid = KERNEL_PARAMS[kernel_id]
+    out = {}
+    for key, val in params.items():
+        if key not in valid:
+            raise ValueError(f"unknown parameter {key!r} for kernel {kernel_id!r} "
+                             f"(valid: {', '.join(valid) or 'none'})")
+        if val is None:
+            raise ValueError(f"parameter {key!r} is missing (None)")
+        if key in _INT_PARAMS:
+            if isinstance(val, bool) or not isinstance(val, numbers.Integral):
+                raise ValueError(f"parameter {key!r} must be an int, got {val!r}")
+            if int(val) < _INT_PARAMS[key]:
+                raise ValueError(f"parameter {key!r} must be an int >= {_INT_PARAMS[key]}, got {val!r}")
+            out[key] = int(val)
+        else:
+            if isinstance(val, bool) or not isinstance(val, numbers.Real):
+                raise ValueError(f"parameter {key!r} must be a real number, got {val!r}")
+            f = float(val)
+            if f != f or f in (float("inf"), float("-inf")):
+                raise ValueError(f"parameter {key!r} must be finite, got {val!r}")
+            if key in ("lengthscale", "weight_std") and f <= 0:
+                raise ValueError(f"parameter {key!r} must be > 0, got {val!r}")
+            if key == "bias_std" and f < 0:
+                raise ValueError(f"parameter {key!r} must be >= 0, got {val!r}")
+            out[key] = f
+    return out
+
+
+def _check_device(device):
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not has_cuda():
+        raise RuntimeError("device='cuda' requested but CUDA is not available "
+                           "(ntkit_native built without CUDA or no CUDA device present)")
+
+
+# ----------------------------------------------------------------- public ops
+def gram(X, Z=None, kernel_id="rbf", params=None, *, device="cpu"):
+    """Kernel matrix K(X, Z) of shape (n, m); ``Z=None`` -> exactly symmetric K(X, X)."""
+    mod = _require()
+    X = _check_array(X, "X", (2,))
+    if Z is not None:
+        Z = _check_array(Z, "Z", (2,), X.dtype, "X")
+        if Z.shape[1] != X.shape[1]:
+            raise ValueError(f"X has {X.shape[1]} features but Z has {Z.shape[1]} features")
+    p = _check_kernel(kernel_id, params)
+    _check_device(device)
+    return mod.gram(X, Z, kernel_id, p, device)
+
+
+def kernel_matvec(X, Z, v, kernel_id="rbf", params=None, *, block_rows=None, block_cols=None,
+                  device="cpu"):
+    """K(X, Z) @ v for v of shape (m,) -> (n,) or (m, t) -> (n, t), without materialising K.
+
+    ``Z=None`` means Z is X; the diagonal of K is then the exact k(x, x).
+    """
+    mod = _require()
+    X = _check_array(X, "X", (2,))
+    if Z is not None:
+        Z = _check_array(Z, "Z", (2,), X.dtype, "X")
+        if Z.shape[1] != X.shape[1]:
+            raise ValueError(f"X has {X.shape[1]} features but Z has {Z.shape[1]} features")
+    v = _check_array(v, "v", (1, 2), X.dtype, "X")
+    m = X.shape[0] if Z is None else Z.shape[0]
+    if v.shape[0] != m:
+        raise ValueError(f"v has {v.shape[0]} rows but Z has {m} rows")
+    for nm, b in (("block_rows", block_rows), ("block_cols", block_cols)):
+        if b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1):
+            raise ValueError(f"{nm} must be a positive int or None, got {b!r}")
+    p = _check_kernel(kernel_id, params)
+    _check_device(device)
+    return mod.kernel_matvec(X, Z, v, kernel_id, p, block_rows, block_cols, device)
+
+
+def batched_gram(A, B=None, reduce="none", *, device="cpu"):
+    """Stack of A_i @ B_i.T, shape (b, n, m), or with reduce="sum" their sum (n, m)."""
+    mod = _require()
+    if reduce not in ("none", "sum"):
+        raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
+    A = _check_array(A, "A", (3,))
+    if B is not None:
+        B = _check_array(B, "B", (3,), A.dtype, "A")
+        if B.shape[0] != A.shape[0]:
+            raise ValueError(f"A has batch size {A.shape[0]} but B has batch size {B.shape[0]}")
+        if B.shape[2] != A.shape[2]:
+            raise ValueError(f"A has {A.shape[2]} features but B has {B.shape[2]} features")
+    _check_device(device)
+    return mod.batched_gram(A, B, reduce, device)
