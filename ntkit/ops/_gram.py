@@ -219,11 +219,11 @@ def kernel_matvec(kernel: Kernel, X, Z, v, *, backend: Backend = "auto", memory_
     one_d = vv.ndim == 1
     v2 = vv[:, None] if one_d else vv
     if prob.backend == "native":
-        plan = plan_blocks(prob.X.shape[0], prob.X.shape[0] if prob.Z is None else prob.Z.shape[0], n_features=prob.X.shape[1], n_targets=v2.shape[1],
-                           itemsize=np.dtype(prob.dtype).itemsize, memory_budget=memory_budget)
+        m = prob.X.shape[0] if prob.Z is None else prob.Z.shape[0]
+        br, bc = native_backend.matvec_tiles(prob.X.shape[0], m, prob.X.shape[1], v2.shape[1],
+                                             np.dtype(prob.dtype).itemsize, memory_budget)
         out = native_backend.matvec(prob.kernel._native_spec(prob.params), prob.X, prob.Z,
-                                    np.ascontiguousarray(v2), block_rows=plan.block_rows,
-                                    block_cols=plan.block_cols)
+                                    np.ascontiguousarray(v2), block_rows=br, block_cols=bc)
     elif prob.backend == "jax":
         with jax_backend.x64_scope(prob.dtype):
             out = jax_backend.matvec(prob.kernel, prob.params, prob.X, prob.Z, v2, prob.n_features, memory_budget)

@@ -29,6 +29,26 @@ def matvec(spec, X, Z, v, block_rows=None, block_cols=None):
     return _module().kernel_matvec(X, Z, v, kid, kparams, block_rows=block_rows, block_cols=block_cols)
 
 
+#: The engine's cache-sized tile (rows x columns per thread) for kernel_matvec.
+NATIVE_TILE_ROWS = 256
+NATIVE_TILE_COLS = {4: 1024, 8: 512}
+
+
+def matvec_tiles(n, m, d, t, itemsize, memory_budget):
+    """Tile sizes for the engine: its cache-sized default, shrunk only when the budget demands.
+
+    Each OpenMP thread holds one tile, so the budget is shared between the threads.
+    """
+    from .._blocks import plan_blocks
+
+    threads = max(1, int(_module().info().get("omp_max_threads", 1)))
+    rows, cols = NATIVE_TILE_ROWS, NATIVE_TILE_COLS.get(itemsize, 512)
+    plan = plan_blocks(n, m, n_features=d, n_targets=t, itemsize=itemsize, memory_budget=memory_budget // threads)
+    if plan.block_rows >= min(rows, n) and plan.block_cols >= min(cols, m):
+        return None, None  # the default tile fits: let the engine use it
+    return min(rows, plan.block_rows), min(cols, plan.block_cols)
+
+
 def batched_gram(A, B, reduce):
     return _module().batched_gram(A, B, reduce=reduce)
 
