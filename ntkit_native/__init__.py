@@ -222,14 +222,20 @@ def _check_device(device):
 
 
 # ----------------------------------------------------------------- public ops
-def gram(X, Z=None, kernel_id="rbf", params=None, *, device="cpu"):
-    """Kernel matrix K(X, Z) of shape (n, m); ``Z=None`` -> exactly symmetric K(X, X)."""
-    mod = _require()
+def _check_xz(X, Z):
+    """Validate X and the optional Z (same dtype, same number of features)."""
     X = _check_array(X, "X", (2,))
     if Z is not None:
         Z = _check_array(Z, "Z", (2,), X.dtype, "X")
         if Z.shape[1] != X.shape[1]:
             raise ValueError(f"X has {X.shape[1]} features but Z has {Z.shape[1]} features")
+    return X, Z
+
+
+def gram(X, Z=None, kernel_id="rbf", params=None, *, device="cpu"):
+    """Kernel matrix K(X, Z) of shape (n, m); ``Z=None`` -> exactly symmetric K(X, X)."""
+    mod = _require()
+    X, Z = _check_xz(X, Z)
     p = _check_kernel(kernel_id, params)
     _check_device(device)
     return mod.gram(X, Z, kernel_id, p, device)
@@ -242,11 +248,7 @@ def kernel_matvec(X, Z, v, kernel_id="rbf", params=None, *, block_rows=None, blo
     ``Z=None`` means Z is X; the diagonal of K is then the exact k(x, x).
     """
     mod = _require()
-    X = _check_array(X, "X", (2,))
-    if Z is not None:
-        Z = _check_array(Z, "Z", (2,), X.dtype, "X")
-        if Z.shape[1] != X.shape[1]:
-            raise ValueError(f"X has {X.shape[1]} features but Z has {Z.shape[1]} features")
+    X, Z = _check_xz(X, Z)
     v = _check_array(v, "v", (1, 2), X.dtype, "X")
     m = X.shape[0] if Z is None else Z.shape[0]
     if v.shape[0] != m:
