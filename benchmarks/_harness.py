@@ -16,16 +16,12 @@ import time
 
 import numpy as np
 
+from ntkit._timing import best_time as _best_time
+
 
 def best_time(fn, repeats=3, warmup=1):
-    for _ in range(warmup):
-        fn()
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """Best of ``repeats`` timed calls after one warm-up (jax compiles on the first call)."""
+    return _best_time(fn, repeats, warmup)
 
 
 class RssSampler:

@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from ._timing import best_time as _best_time
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,15 +28,6 @@ def _figure_to_data_uri(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _best_time(fn, repeats=3):
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def run_tour(out="tour", *, quick=False, verbose=True) -> dict:
