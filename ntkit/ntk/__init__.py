@@ -1,0 +1,14 @@
+"""Empirical neural tangent kernels of any JAX model.
+
+``empirical_ntk`` / ``empirical_ntk_fn`` compute the full, trace, sum-of-logits
+(pseudo-NTK), projected and diagonal kernels with three implementations (structured
+per-layer factorisation read from the jaxpr, Jacobian contraction, NTK-vector products);
+``NTKOperator`` is the matrix-free NTK as a scipy ``LinearOperator``; ``models`` holds
+small reference networks. Infinite-width closed forms live in :mod:`ntkit.kernels`
+(``ReluNTK``, ``ReluNNGP``).
+"""
+
+from ._empirical import StructureReport, empirical_ntk, empirical_ntk_fn, structure_report
+from ._operator import NTKOperator
+
+__all__ = ["empirical_ntk", "empirical_ntk_fn", "structure_report", "StructureReport", "NTKOperator"]
