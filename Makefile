@@ -45,6 +45,7 @@ info: install
 
 interop: .venv-interop/bin/python
 	.venv-interop/bin/python tests/golden/make_golden_kernels.py
+	.venv-interop/bin/python tests/golden/make_golden_entk.py
 
 clean:
 	rm -rf build *.egg-info ntkit_native/_C*.so tour .pytest_cache

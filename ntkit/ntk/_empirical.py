@@ -121,14 +121,14 @@ class StructureReport(NamedTuple):
     """What the ``structured`` implementation found in a model (see :func:`structure_report`)."""
 
     n_params: int
-    factored: dict  # leaf path -> (op, positions S, inputs C, outputs F)
+    factored: dict  # leaf path -> (op, positions S, inputs C, outputs F), or ("bias", "merged into W")
     materialized: dict  # leaf path -> reason
 
     def __str__(self):
         lines = [f"{self.n_params} parameters; {len(self.factored)} leaves factored, "
                  f"{len(self.materialized)} through per-example Jacobians"]
         for k, v in self.factored.items():
-            lines.append(f"  factored      {k}: {v[0]} S={v[1]} C={v[2]} F={v[3]}")
+            lines.append(f"  factored      {k}: " + (f"{v[0]} S={v[1]} C={v[2]} F={v[3]}" if len(v) == 4 else v[1]))
         for k, v in self.materialized.items():
             lines.append(f"  materialized  {k}: {v}")
         return "\n".join(lines)
@@ -196,7 +196,7 @@ class _Engine:
                                        jnp.zeros(*self.x_aval))
             else:
                 uses, closed = [], None
-            struct_leaves = {u.leaf for u in uses}
+            struct_leaves = {u.leaf for u in uses} | {u.bias for u in uses if u.bias >= 0}
             jac_leaves = tuple(i for i in range(len(self.leaf_avals)) if i not in struct_leaves)
             O = 1 if self.deriv == "sum" else n_out
             k_pair = {"full": O * O, "trace": O}.get(self.kind_hint, O)
@@ -793,6 +793,11 @@ def _compute_vp(eng, leaves, x1, x2, xcast, kind, pair_kind, deriv, normalize, b
     return out
 
 
+def struct_uid_factored(plan, weight_path, paths, struct):
+    leaf = paths.index(weight_path)
+    return struct[leaf].uid in plan.factored
+
+
 def structure_report(apply_fn, params, x):
     """Which parameter leaves the ``structured`` implementation factorises, and why not the others.
 
@@ -817,8 +822,13 @@ def structure_report(apply_fn, params, x):
     struct = {}
     for u in plan.uses:
         struct[u.leaf] = u
+    merged = {u.bias: paths[u.leaf] for u in plan.uses if u.bias >= 0}
     for i, path in enumerate(paths):
-        if i in struct:
+        if i in merged:
+            (factored if struct_uid_factored(plan, merged[i], paths, struct) else materialized)[path] = \
+                ("bias", f"merged into {merged[i]}") if struct_uid_factored(plan, merged[i], paths, struct) \
+                else f"bias merged into {merged[i]}"
+        elif i in struct:
             u = struct[i]
             if u.uid in plan.factored:
                 factored[path] = (u.op, u.S, u.C, u.F)

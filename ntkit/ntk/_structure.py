@@ -59,6 +59,8 @@ class Use(NamedTuple):
     C: int
     F: int
     out_perm: tuple  # brings the output to (positions..., weight outputs...)
+    bias: int = -1  # leaf index of a bias merged into this use (-1: none)
+    bias_ratio: float = 0.0  # its constant input column: c / s for out = s·(a·W) + c·b
 
 
 def _delta_perm(use):
@@ -68,6 +70,7 @@ def _delta_perm(use):
 class _Tag(NamedTuple):
     leaf: int
     scale: object  # python float or a traced scalar
+    bcast: object = None  # (broadcast_dimensions, shape before) once broadcast: only a bias add may use it
 
 
 def _bind(eqn, invals):
@@ -106,6 +109,8 @@ class _Context:
         self.other: set[int] = set()
         self.count: dict[int, int] = {}
         self.records: dict[int, object] = {}
+        self.merges: dict[int, list] = {}  # uid -> [(bias leaf, ratio)]
+        self.layouts: dict[int, tuple] = {}  # uid -> (weight-free output dims, their sizes)
 
     def next_uid(self):
         self.uid += 1
@@ -204,6 +209,25 @@ def interpret(jaxpr, consts, args, tags, ctx):
     def rtag(v):
         return None if isinstance(v, Literal) else tenv.get(v)
 
+    oenv: dict = {}  # var -> (uid, scale): a structured product's output times a constant
+    consumers: dict = {}
+    for eqn in jaxpr.eqns:
+        for v in eqn.invars:
+            if not isinstance(v, Literal):
+                consumers[v] = consumers.get(v, 0) + 1
+    for v in jaxpr.outvars:
+        if not isinstance(v, Literal):
+            consumers[v] = consumers.get(v, 0) + 2
+
+    def single(v):
+        return not isinstance(v, Literal) and consumers.get(v, 0) == 1
+
+    def const_float(v, val):
+        try:
+            return float(val) if np.ndim(val) == 0 else None
+        except (TypeError, jax.errors.ConcretizationTypeError):
+            return None
+
     for v, c in zip(jaxpr.constvars, consts):
         env[v] = c
     for v, a, t in zip(jaxpr.invars, args, tags):
@@ -217,13 +241,57 @@ def interpret(jaxpr, consts, args, tags, ctx):
         name = eqn.primitive.name
         outtags = [None] * len(eqn.outvars)
         tagged = [t for t in intags if t is not None]
+        otag = None
+        if ctx.mode == "analyze":  # follow a structured product's output through constant scalings
+            o_in = [oenv.get(v) if not isinstance(v, Literal) else None for v in eqn.invars]
+            if any(o is not None for o in o_in) and not tagged:
+                k = 0 if o_in[0] is not None else 1
+                src = eqn.invars[k]
+                if single(src) and name in ("convert_element_type", "neg", "copy", "copy_p"):
+                    otag = (o_in[k][0], -o_in[k][1] if name == "neg" else o_in[k][1])
+                elif single(src) and name in ("mul", "div") and len(eqn.invars) == 2 and \
+                        (name == "mul" or k == 0):
+                    other = const_float(eqn.invars[1 - k], invals[1 - k])
+                    if other is not None and other != 0.0:
+                        otag = (o_in[k][0], o_in[k][1] * other if name == "mul" else o_in[k][1] / other)
+            elif name == "add" and len(tagged) == 1 and tagged[0].bcast is not None or \
+                    (name == "add" and len(tagged) == 1 and tagged[0].bcast is None):
+                k = 0 if intags[1] is not None else 1  # k: the product side
+                t = intags[1 - k]
+                o = oenv.get(eqn.invars[k]) if not isinstance(eqn.invars[k], Literal) else None
+                c = t.scale if isinstance(t.scale, float) else None
+                if o is not None and single(eqn.invars[k]) and c is not None and o[1] != 0.0:
+                    free_dims, free_sizes = ctx.layouts[o[0]]
+                    bshape = t.bcast[1] if t.bcast is not None else _shape(eqn.invars[1 - k])
+                    bdims = tuple(t.bcast[0]) if t.bcast is not None else tuple(range(len(bshape)))
+                    mapped = dict(zip(bdims, bshape))
+                    # the bias must index exactly the weight's output entries and be constant over positions
+                    if all(mapped.get(d) == sz for d, sz in zip(free_dims, free_sizes)) and \
+                            all(sz == 1 for d, sz in mapped.items() if d not in free_dims):
+                        ctx.merges.setdefault(o[0], []).append((t.leaf, c / o[1]))
+                        ctx.count[t.leaf] = ctx.count.get(t.leaf, 0) + 1
+                        outs = _bind(eqn, invals)
+                        for v_, o_ in zip(eqn.outvars, outs):
+                            env[v_] = o_
+                        continue
         if not tagged:
             outs = _bind(eqn, invals)
+            if otag is not None:
+                oenv[eqn.outvars[0]] = otag
         elif name in _CALLS and _CALLS[name] in eqn.params:
             closed = eqn.params[_CALLS[name]]
             sub = getattr(closed, "jaxpr", closed)
             sub_consts = getattr(closed, "consts", ())
             outs, outtags = interpret(sub, sub_consts, invals, intags, ctx)
+        elif any(t.bcast is not None for t in tagged):
+            for t in tagged:  # a broadcast weight used other than as a bias
+                ctx.other.add(t.leaf)
+            outs = _bind(eqn, invals)
+        elif name == "broadcast_in_dim" and intags[0] is not None and len(tagged) == 1 and \
+                math.prod(_shape(eqn.outvars[0])) != math.prod(_shape(eqn.invars[0])):
+            outs = _bind(eqn, invals)
+            t = intags[0]
+            outtags[0] = _Tag(t.leaf, t.scale, (tuple(eqn.params["broadcast_dimensions"]), _shape(eqn.invars[0])))
         elif (name in _RELABEL or (name == "broadcast_in_dim" and
                                    math.prod(_shape(eqn.outvars[0])) == math.prod(_shape(eqn.invars[0])))) \
                 and intags[0] is not None and len(tagged) == 1:
@@ -240,8 +308,10 @@ def interpret(jaxpr, consts, args, tags, ctx):
                 scale = t.scale / invals[1]
             else:
                 scale = t.scale * (invals[1] if intags[0] is not None else invals[0])
-            if isinstance(scale, (int, np.number, np.ndarray)):
-                scale = float(scale)
+            try:
+                scale = float(scale) if np.ndim(scale) == 0 else scale
+            except (TypeError, jax.errors.ConcretizationTypeError):
+                pass  # a traced scale (e.g. a learned one): kept as a value
             outtags[0] = _Tag(t.leaf, scale)
         elif (side := _structural(eqn, intags)) is not None:
             t = intags[side]
@@ -254,10 +324,21 @@ def interpret(jaxpr, consts, args, tags, ctx):
                 else:
                     S, C, F, out_perm = _conv_layout(eqn)
                     op = "conv"
-                ctx.uses.append(Use(uid, t.leaf, op, _shape(eqn.outvars[0]), S, C, F, out_perm))
+                out_shape = _shape(eqn.outvars[0])
+                n_free = len(out_perm) - _n_positions(eqn, side)
+                free_dims = tuple(sorted(out_perm[len(out_perm) - n_free:]))
+                ctx.layouts[uid] = (tuple(out_perm[len(out_perm) - n_free:]),
+                                    tuple(out_shape[d] for d in out_perm[len(out_perm) - n_free:]))
+                if tuple(out_perm[len(out_perm) - n_free:]) == free_dims and isinstance(t.scale, float):
+                    oenv[eqn.outvars[0]] = (uid, 1.0)
+                ctx.uses.append(Use(uid, t.leaf, op, out_shape, S, C, F, out_perm))
                 ctx.count[t.leaf] = ctx.count.get(t.leaf, 0) + 1
             elif uid in ctx.enabled:
-                ctx.records[uid] = _record_a(eqn, side, invals, t.scale)
+                a = _record_a(eqn, side, invals, t.scale)
+                u = ctx.enabled[uid]
+                if u.bias >= 0:
+                    a = jnp.concatenate([a, jnp.full((a.shape[0], 1), u.bias_ratio, a.dtype)], axis=1)
+                ctx.records[uid] = a
                 outs = [outs[0] + ctx.probes[uid].astype(outs[0].dtype)]
         else:
             for t in tagged:
@@ -286,7 +367,31 @@ def analyze(fun, leaves, x):
     for t in otags:
         if t is not None:
             ctx.other.add(t.leaf)
-    return [u for u in ctx.uses if u.leaf not in ctx.other and ctx.count.get(u.leaf, 0) == 1], closed
+
+    def ok(leaf):
+        return leaf not in ctx.other and ctx.count.get(leaf, 0) == 1
+
+    uses = []
+    for u in ctx.uses:
+        if not ok(u.leaf):
+            continue
+        merges = [(b, r) for b, r in ctx.merges.get(u.uid, []) if ok(b)]
+        if len(merges) == 1:
+            b, r = merges[0]
+            u = u._replace(bias=b, bias_ratio=float(r), C=u.C + 1)
+        uses.append(u)
+    # a bias merged into a weight that is not itself structured stays on the Jacobian path
+    return uses, closed
+
+
+def _n_positions(eqn, side):
+    """Number of output dims that index positions (the layer-input side)."""
+    if eqn.primitive.name == "dot_general":
+        (lc, rc), _ = eqn.params["dimension_numbers"]
+        a_var = eqn.invars[1 - side]
+        a_contract = rc if side == 0 else lc
+        return len(_shape(a_var)) - len(a_contract)
+    return len(_shape(eqn.outvars[0])) - 1
 
 
 def run_with_probes(closed, leaves, x, enabled, probes):

@@ -102,13 +102,38 @@ def test_conv_factored_path_matches_oracle(force_factored):
     assert_close(d, np.einsum("nnab->nab", oracle(apply, params, x1)), np.float64)
 
 
-def test_structure_found_for_mlp_and_fallback_for_biases():
+def test_structure_found_for_mlp_with_biases_merged():
+    """out = s·(a·W) + c·b has gradient [s·a, c] ⊗ δ: the bias joins its weight's factor."""
     apply, params, x1, _ = _model("mlp_tanh")
     rep = structure_report(apply, params, x1)
-    assert set(rep.factored) == {"0/W", "1/W", "2/W"}
-    assert set(rep.materialized) == {"0/b", "1/b", "2/b"}
+    assert set(rep.factored) == {"0/W", "1/W", "2/W", "0/b", "1/b", "2/b"}
+    assert rep.factored["0/W"] == ("dot", 1, 5 + 1, 16) and rep.factored["1/b"] == ("bias", "merged into 1/W")
+    assert rep.materialized == {}
     assert rep.n_params == 5 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3
     assert "factored" in str(rep)
+
+
+def test_biases_that_must_not_merge():
+    """A bias that varies over positions, one added after a nonlinearity, one used twice."""
+    k = jax.random.split(jax.random.PRNGKey(7), 5)
+    S, d, h = 3, 4, 5
+    params = {"W": jax.random.normal(k[0], (d, h)), "pos": jax.random.normal(k[1], (S, h)),
+              "late": jax.random.normal(k[2], (h,)), "twice": jax.random.normal(k[3], (h,)),
+              "V": jax.random.normal(k[4], (h, 2))}
+
+    def apply(p, x):  # x (n, S, d): tokens
+        z = x @ p["W"] + p["pos"]  # position-dependent bias: not a per-weight bias
+        z = jnp.tanh(z) + p["late"]
+        z = jnp.tanh(z * 0.5 + p["twice"]) + p["twice"]
+        return z.mean(axis=1) @ p["V"]
+
+    x1 = jax.random.normal(jax.random.PRNGKey(8), (4, S, d))
+    x2 = jax.random.normal(jax.random.PRNGKey(9), (3, S, d))
+    rep = structure_report(apply, params, x1)
+    assert {"pos", "late", "twice"} <= set(rep.materialized), str(rep)
+    full = oracle(apply, params, x1, x2)
+    for kind in ("full", "trace"):
+        assert_close(empirical_ntk(apply, params, x1, x2, kind=kind), derived(full, kind), np.float64)
 
 
 def _variants():
