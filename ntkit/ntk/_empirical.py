@@ -320,8 +320,8 @@ class _Engine:
                 if kind == "full":
                     out = batched_gram(J1.reshape(1, n * O, -1), J2.reshape(1, m * O, -1), "sum")
                     out = out.reshape(n, O, m, O).transpose(0, 2, 1, 3)
-                else:
-                    out = gram_stack(J1.transpose(1, 0, 2), J2.transpose(1, 0, 2))
+                else:  # Σ_o J1_o J2_oᵀ is one product over the flattened (logit, parameter) axis
+                    out = batched_gram(J1.reshape(1, n, -1), J2.reshape(1, m, -1), "sum")
                 for A1, A2, D1, D2 in zip(f1["A"], f2["A"], f1["D"], f2["D"]):
                     S = A1.shape[1]
                     if S == 1:
@@ -330,7 +330,7 @@ class _Engine:
                             GD = batched_gram(D1.reshape(1, n * O, -1), D2.reshape(1, m * O, -1), "sum")
                             out = out + GA[:, :, None, None] * GD.reshape(n, O, m, O).transpose(0, 2, 1, 3)
                         else:
-                            out = out + GA * gram_stack(D1[:, :, 0].transpose(1, 0, 2), D2[:, :, 0].transpose(1, 0, 2))
+                            out = out + GA * batched_gram(D1.reshape(1, n, -1), D2.reshape(1, m, -1), "sum")
                     else:
                         GA = batched_gram(A1.reshape(1, n * S, -1), A2.reshape(1, m * S, -1), "sum").reshape(n, S, m, S)
                         if kind == "full":
@@ -809,7 +809,7 @@ def structure_report(apply_fn, params, x):
     >>> init, apply = mlp((4, 8, 2))
     >>> rep = structure_report(apply, init(jax.random.PRNGKey(0)), jax.numpy.ones((1, 4)))
     >>> sorted(rep.factored)
-    ['0/W', '1/W']
+    ['0/W', '0/b', '1/W', '1/b']
     """
     apply_fn = _resolve_apply_fn(apply_fn)
     paths, leaves, treedef = _check_params(params)

@@ -26,9 +26,6 @@ from ntkit.ntk import NTKOperator, empirical_ntk, empirical_ntk_fn, structure_re
 from ntkit.ntk.models import cnn, mlp
 from tests.conftest import assert_close
 
-jax.config.update("jax_enable_x64", True)
-
-
 def oracle(apply_fn, params, x1, x2=None):
     """Full eNTK (n, m, O, O) from Jacobians of the batched network, in float64."""
     flat, unravel = ravel_pytree(params)
@@ -261,11 +258,8 @@ def test_float64_numpy_params_compute_in_float64_without_global_x64():
     apply, params, x1, x2 = _model("mlp_tanh")
     p_np = jax.tree_util.tree_map(np.asarray, params)
     ref = empirical_ntk(apply, params, x1, x2, kind="trace")
-    jax.config.update("jax_enable_x64", False)
-    try:
+    with jax.enable_x64(False):
         got = empirical_ntk(apply, p_np, np.asarray(x1), np.asarray(x2), kind="trace")
-    finally:
-        jax.config.update("jax_enable_x64", True)
     assert got.dtype == np.float64
     assert_close(got, ref, np.float64)
 

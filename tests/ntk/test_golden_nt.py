@@ -21,8 +21,6 @@ import pytest
 from ntkit.ntk import empirical_ntk, models
 from tests.conftest import assert_close
 
-jax.config.update("jax_enable_x64", True)
-
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden" / "entk_nt.npz"
 
 
@@ -41,13 +39,19 @@ def _load():
     return out
 
 
-CASES = _load()
+NAMES = sorted(str(m) for m in np.load(GOLDEN)["models"])
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.fixture(scope="module")
+def cases():
+    with jax.enable_x64(True):
+        return _load()
+
+
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("implementation", ["structured", "jacobian", "ntk_vp"])
-def test_matches_neural_tangents(name, implementation):
-    apply, params, g = CASES[name]
+def test_matches_neural_tangents(cases, name, implementation):
+    apply, params, g = cases[name]
     x1, x2 = jnp.asarray(g["x1"]), jnp.asarray(g["x2"])
     O = g["ntk_full_12"].shape[-1]
     full = empirical_ntk(apply, params, x1, x2, implementation=implementation)
