@@ -57,6 +57,9 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="steady-state calls after the first (>= 1)")
     ap.add_argument("--out", default=None, help="optional npz to save the kernel to")
     ap.add_argument("--widths", default="784,512,512,10", help="comma-separated mlp widths")
+    ap.add_argument("--cnn", default=None,
+                    help="JSON kwargs of ntkit.ntk.models.cnn (e.g. '{\"in_shape\": [16, 16, 1], \"channels\": "
+                         "[8, 8], \"out_dim\": 10}'): time that CNN instead of the MLP")
     ap.add_argument("--activation", default="relu")
     ap.add_argument("--parameterization", default="ntk", choices=("ntk", "standard"))
     ap.add_argument("--W-std", dest="W_std", type=float, default=1.0)
@@ -104,6 +107,11 @@ def main(argv=None):
     spec.loader.exec_module(models)
 
     params_np, x_np = load_data(args.data)
+    if args.cnn:
+        cnn_kwargs = json.loads(args.cnn)
+        _, apply_fn = models.cnn(**cnn_kwargs)
+        widths = (int(np.prod(x_np.shape[1:])), int(cnn_kwargs.get("out_dim", 3)))
+        return _time(args, nt, jax, np, apply_fn, params_np, x_np, widths, t_import, model="cnn " + args.cnn)
     widths = tuple(int(w) for w in args.widths.split(","))
     shapes = [(tuple(p["W"].shape), tuple(p["b"].shape)) for p in params_np]
     expected = [((a, b), (b,)) for a, b in zip(widths[:-1], widths[1:])]
@@ -111,10 +119,14 @@ def main(argv=None):
         raise SystemExit(f"parameter shapes {shapes} do not match widths {widths} (expected {expected})")
     if x_np.ndim != 2 or x_np.shape[1] != widths[0]:
         raise SystemExit(f"x has shape {x_np.shape}; expected (N, {widths[0]})")
-    dtypes = {str(a.dtype) for p in params_np for a in p.values()} | {str(x_np.dtype)}
 
     _, apply_fn = models.mlp(widths, args.activation, parameterization=args.parameterization,
                              W_std=args.W_std, b_std=args.b_std)
+    return _time(args, nt, jax, np, apply_fn, params_np, x_np, widths, t_import, model="mlp")
+
+
+def _time(args, nt, jax, np, apply_fn, params_np, x_np, widths, t_import, model):
+    dtypes = {str(a.dtype) for p in params_np for a in p.values()} | {str(x_np.dtype)}
     params = jax.tree_util.tree_map(jax.numpy.asarray, params_np)
     x = jax.numpy.asarray(x_np)
     jax.block_until_ready((params, x))
@@ -142,7 +154,7 @@ def main(argv=None):
     result = {
         "tool": "neural-tangents", "kind": args.kind, "implementation": args.implementation,
         "nt_implementation": IMPLEMENTATIONS[args.implementation], "N": int(x_np.shape[0]),
-        "widths": list(widths), "activation": args.activation, "parameterization": args.parameterization,
+        "model": model, "widths": list(widths), "activation": args.activation, "parameterization": args.parameterization,
         "n_params": int(sum(a.size for p in params_np for a in p.values())), "data_dtypes": sorted(dtypes),
         "kernel_dtype": str(kernel.dtype), "shape": list(kernel.shape), "trace_convention": "sum over logits",
         "first_call_s": first, "best_s": min(times), "times_s": times, "repeats": args.repeats,

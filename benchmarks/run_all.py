@@ -10,13 +10,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 from _harness import machine  # noqa: E402
 
+import bench_entk  # noqa: E402
 import bench_gram  # noqa: E402
 
 
 def main():
     quick = "--quick" in sys.argv
     t0 = time.time()
-    sections = [bench_gram.run(quick)]
+    sections = [bench_gram.run(quick), bench_entk.run(quick)]
     text = "\n".join([
         "# Benchmark results",
         "",
