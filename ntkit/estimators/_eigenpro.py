@@ -1,0 +1,124 @@
+"""EigenPro as scikit-learn estimators."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..kernels import Laplace
+from ..solvers import eigenpro
+
+__all__ = ["EigenProRegressor", "EigenProClassifier"]
+
+
+class _EigenProBase(BaseEstimator):
+    def __init__(self, kernel=None, *, n_centers=None, ridge=0.0, n_eigen="auto", subsample_size="auto",
+                 batch_size="auto", epochs=10, tol=None, warm_start=False, random_state=None, memory_budget=None,
+                 verbose=False):
+        self.kernel = kernel
+        self.n_centers = n_centers
+        self.ridge = ridge
+        self.n_eigen = n_eigen
+        self.subsample_size = subsample_size
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.tol = tol
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.memory_budget = memory_budget
+        self.verbose = verbose
+
+    def _kernel(self, X):
+        if self.kernel is None:
+            return Laplace(lengthscale=float(np.sqrt(X.shape[1])))  # unit-variance features: O(1) distances
+        return self.kernel
+
+    def _fit_targets(self, X, Y):
+        kernel = self._kernel(X)
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) or self.random_state is None \
+            else np.random.RandomState(self.random_state).randint(0, 2**31 - 1) if not isinstance(
+                self.random_state, np.random.RandomState) else self.random_state.randint(0, 2**31 - 1)
+        centers = None
+        if self.n_centers is not None and self.n_centers < len(X):
+            rng = np.random.default_rng(seed)
+            centers = X[np.sort(rng.choice(len(X), size=int(self.n_centers), replace=False))]
+        warm = self.warm_start and hasattr(self, "result_") and self.result_.weights.shape[0] == (
+            len(X) if centers is None else len(centers))
+        res = eigenpro(kernel, X, Y, centers=centers, ridge=self.ridge, n_eigen=self.n_eigen,
+                       subsample_size=self.subsample_size, batch_size=self.batch_size, epochs=self.epochs,
+                       tol=self.tol, random_state=seed, verbose=self.verbose, memory_budget=self.memory_budget,
+                       init=self.result_.weights if warm else None)
+        self.result_ = res
+        self.kernel_ = kernel
+        self.history_ = res.history
+        return self
+
+    def _decision(self, X):
+        check_is_fitted(self, "result_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self.result_.predict(X)
+
+
+class EigenProRegressor(RegressorMixin, _EigenProBase):
+    """Kernel regression fitted by EigenPro 2 (``n_centers=None``) or EigenPro 3 on ``n_centers`` centers.
+
+    ``kernel`` defaults to ``Laplace(lengthscale=sqrt(n_features))``; any ntkit kernel (tunable
+    through ``kernel__lengthscale`` in a grid search) or callable works. ``warm_start=True``
+    continues from the previous weights. See :func:`ntkit.solvers.eigenpro` for the rest.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit.estimators import EigenProRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(400, 3)); y = np.sin(X[:, 0])
+    >>> EigenProRegressor(epochs=20, random_state=0).fit(X, y).score(X, y) > 0.99
+    True
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y of shape (n, c) fits c outputs at once
+        return tags
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True)
+        return self._fit_targets(X, np.asarray(y, dtype=X.dtype))
+
+    def predict(self, X):
+        return self._decision(X)
+
+
+class EigenProClassifier(ClassifierMixin, _EigenProBase):
+    """Kernel classifier: EigenPro regression on one-hot targets, prediction by argmax.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from ntkit.estimators import EigenProClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = EigenProClassifier(epochs=5, random_state=0).fit(X[:1000] / 16, y[:1000])
+    >>> clf.score(X[1000:] / 16, y[1000:]) > 0.9
+    True
+    """
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        self._binarizer = LabelBinarizer(neg_label=0, pos_label=1)
+        Y = self._binarizer.fit_transform(y).astype(X.dtype)
+        self.classes_ = self._binarizer.classes_
+        if Y.shape[1] == 1:  # binary: two columns so argmax works
+            Y = np.hstack([1 - Y, Y])
+        return self._fit_targets(X, Y)
+
+    def decision_function(self, X):
+        scores = self._decision(X)
+        return scores[:, 1] - scores[:, 0] if len(self.classes_) == 2 else scores
+
+    def predict(self, X):
+        scores = self._decision(X)
+        return self.classes_[np.argmax(scores, axis=1)]

@@ -1,0 +1,552 @@
+"""EigenPro 2 (centers = data) and EigenPro 3 (centers given): preconditioned SGD for kernel models."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+from .._config import _config, resolve_budget
+from .._validation import InvalidParameterError, check_data, check_int, check_scalar
+from ._access import KernelAccess, idx
+from ._eigen import _eig_of_gram
+
+__all__ = ["eigenpro", "EigenProResult", "eigenpro_parameters"]
+
+#: Exponent on the eigenvalue ratio in EigenPro 2's preconditioner (Ma & Belkin 2019):
+#: it compensates for the Nyström estimate's bias on the tail eigenvalue.
+ALPHA_EP2 = 0.95
+#: Points used to report the training loss each epoch.
+EVAL_POINTS = 5000
+
+
+class EigenProResult(NamedTuple):
+    """The fitted kernel model ``f(x) = Σ_j weights[j] k(x, centers[j])`` and how it was fitted.
+
+    ``history`` has one dict per epoch: ``epoch``, ``train_mse`` (on up to 5000 training
+    points), ``val_mse`` (when validation data was given) and ``seconds``.
+    """
+
+    weights: np.ndarray
+    centers: Any  # training data (EigenPro 2) or the centers (EigenPro 3); None for a precomputed Gram
+    history: list
+    batch_size: int
+    learning_rate: float  # the step applied per example: α_B ← α_B − learning_rate · residual
+    n_eigen: int
+    kernel: Any
+    ridge: float
+
+    def predict(self, X):
+        """``K(X, centers) @ weights``."""
+        if isinstance(self.kernel, str):
+            raise ValueError("a model fitted on a precomputed Gram matrix predicts with K_test @ weights, where "
+                             "K_test = K(X_test, X_train).")
+        X = check_data(X, "X", ndim=2, allow_jax=False)
+        acc = KernelAccess(self.kernel, self.centers)
+        return acc.matvec(X, idx(np.arange(len(self.centers))), self.weights)
+
+
+class _Precond(NamedTuple):
+    q: int  # eigenpairs used (the q-th is the tail)
+    E: np.ndarray  # (s, q-1) unit eigenvectors of K_ss/s
+    D: np.ndarray  # (q-1,) correction weights (1 - (λ_q/λ_i)^α) / (s λ_i)
+    lam_top: float  # top eigenvalue after preconditioning
+    lam: np.ndarray  # all computed eigenvalues
+    beta: float
+    S: np.ndarray  # subsample indices
+
+
+def eigenpro_parameters(eigenvalues, beta, *, n_eigen="auto", max_batch=None, alpha=ALPHA_EP2, batch_size="auto",
+                        variant=2):
+    """EigenPro's analytic choices from a spectrum: ``(q, batch_size, learning_rate, lam_top)``.
+
+    ``eigenvalues`` (descending) of K/n (Nyström estimate), ``beta = max k(x, x)``.
+    ``q`` ("auto"): the largest level whose critical batch ``beta / λ_q`` fits ``max_batch``
+    (at least 2 when possible). After preconditioning at level q the top eigenvalue is
+    ``λ* = λ_1 (λ_q / λ_1)^α``; the critical batch size is ``m* = beta / λ*``.
+    EigenPro 2: ``batch = min(int(m* + 1), max_batch)``; the step per example is ``1/beta``
+    when the batch is below m* + 1, else ``0.99 · 2 / (beta + (batch − 1) λ*)``.
+    EigenPro 3: ``batch = min(int(beta / λ_q), max_batch)``, step per example ``1 / (2 beta)``.
+    """
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    k = len(lam)
+    if not np.isfinite(beta) or beta <= 0 or not np.all(np.isfinite(lam)):
+        raise ValueError(f"the kernel's scale gives max k(x, x) = {beta!r} and eigenvalues {lam[:3]}...; EigenPro "
+                         "needs a finite positive kernel scale (rescale the kernel or the data).")
+    max_batch = int(max_batch) if max_batch is not None else 10**9
+    if n_eigen == "auto":
+        ok = np.nonzero(lam > 0)[0]
+        fits = [i + 1 for i in ok if beta / lam[i] <= max_batch]
+        q = max(fits) if fits else 1
+        q = min(q, max(1, k - 1)) if k > 1 else 1
+        q = max(q, min(2, k))
+    else:
+        q = int(n_eigen)
+    lam_q = lam[q - 1]
+    if lam_q <= 0:
+        raise ValueError("the subsample's kernel matrix has non-positive eigenvalues at the preconditioning level; "
+                         "use fewer eigenvalues (n_eigen) or check that the kernel is positive definite.")
+    if variant == 3:
+        lam_top = lam_q
+        bs = max(1, min(int(beta / lam_q), max_batch)) if batch_size == "auto" else int(batch_size)
+        lr = 1.0 / (2.0 * beta) if bs <= beta / lam_q else 1.0 / (beta + (bs - 1) * lam_q)
+        return q, bs, lr, lam_top
+    lam_top = float(lam[0] * (lam_q / lam[0]) ** alpha) if q > 1 else float(lam[0])
+    m_star = beta / lam_top
+    bs = max(1, min(int(m_star + 1), max_batch)) if batch_size == "auto" else int(batch_size)
+    if bs < m_star + 1:
+        eta = bs / beta
+    else:
+        eta = 0.99 * 2 * bs / (beta + (bs - 1) * lam_top)
+    lr = eta / bs
+    if not np.isfinite(lr) or lr <= 0:
+        raise ValueError(f"EigenPro's step size is {lr!r} for max k(x, x) = {beta}; rescale the kernel.")
+    return q, bs, lr, lam_top
+
+
+def _seed(random_state):
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % (2**32))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    return check_int(random_state, "random_state", "eigenpro", low=0)
+
+
+def _preconditioner(acc, points, n_total, s, n_eigen, max_batch, alpha, ridge, rng, variant, batch_size):
+    S = np.sort(rng.choice(len(points.X) if isinstance(points, _Data) else len(points), size=s, replace=False))
+    K = acc.block(idx(S), idx(S)) if not isinstance(points, _Data) else acc.block(points.at(S), points.at(S))
+    K = K / s
+    k = min(s - 1, 400) if n_eigen == "auto" else min(int(n_eigen) + 1, s)
+    k = max(k, 1)
+    lam, E = _eig_of_gram(K.astype(np.float64), k, "auto", rng)
+    beta = acc.diag_max(idx(S)) if not isinstance(points, _Data) else acc.diag_max(points.at(S))
+    lam_eff = lam + ridge / n_total
+    beta_eff = beta + ridge
+    q, bs, lr, lam_top = eigenpro_parameters(lam_eff, beta_eff, n_eigen=n_eigen if n_eigen == "auto" else
+                                             min(int(n_eigen), len(lam)), max_batch=max_batch, alpha=alpha,
+                                             batch_size=batch_size, variant=variant)
+    lam_q = lam_eff[q - 1]
+    top = lam_eff[: q - 1]
+    D = (1.0 - (lam_q / top) ** alpha) / (s * top) if q > 1 else np.zeros(0)
+    return _Precond(q, E[:, : q - 1], D, lam_top, lam_eff, beta_eff, S), bs, lr
+
+
+class _Data:
+    """Explicit data rows (EigenPro 3 streams X by batches; X may be a memory map)."""
+
+    def __init__(self, X):
+        self.X = X
+
+    def at(self, rows):
+        return np.asarray(self.X[rows])
+
+
+def _check_common(X, y, ridge, epochs, kernel):
+    if isinstance(kernel, str):
+        X = check_data(X, "X", ndim=2, allow_jax=False)
+        if X.shape[0] != X.shape[1]:
+            raise ValueError(f"with kernel='precomputed', X must be the square (n, n) Gram matrix; got {X.shape}.")
+        d = np.diagonal(X)
+        if np.any(d < 0) or not np.allclose(X[: min(200, len(X)), : min(200, len(X))],
+                                            X[: min(200, len(X)), : min(200, len(X))].T,
+                                            rtol=1e-5, atol=1e-8 * max(1.0, float(np.abs(d).max(initial=0)))):
+            raise ValueError("the precomputed Gram matrix is not symmetric positive semi-definite (negative "
+                             "diagonal or asymmetric entries); pass K = (K + K.T) / 2 of a valid kernel.")
+    elif not isinstance(X, np.memmap):
+        X = check_data(X, "X", ndim=2, allow_jax=False, min_rows=1)
+    if y is None:
+        raise ValueError("y is required; got None.")
+    y = np.asarray(y)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must have shape (n,) or (n, n_outputs); got {y.shape}.")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} rows but X has {X.shape[0]}; they must match.")
+    if y.dtype.kind not in "fiu" or not np.isfinite(y).all():
+        raise ValueError("y must be finite numbers (no NaN or infinity).")
+    ridge = check_scalar(ridge, "ridge", "eigenpro", low=0.0)
+    epochs = check_int(epochs, "epochs", "eigenpro", low=1)
+    return X, y, ridge, epochs
+
+
+def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample_size="auto", batch_size="auto",
+             epochs=10, tol=None, X_val=None, y_val=None, checkpoint=None, random_state=None, verbose=None,
+             memory_budget=None, projection="auto", callback=None, init=None):
+    r"""Fit a kernel model by EigenPro: preconditioned SGD with analytic batch and step sizes.
+
+    - ``centers=None`` → **EigenPro 2** (Ma & Belkin 2019): the model lives on the training
+      points and the iteration solves ``(K + ridge·I) α = y``.
+    - ``centers`` given (p, d) → **EigenPro 3** (Abedsoltan et al. 2023): the model lives on p
+      centers; each step preconditions the batch's functional gradient with the data
+      preconditioner and projects it onto span{k(z_j, ·)}; model memory O(p), data read by
+      batches (``X`` may be a ``numpy.memmap``). The preconditioner is applied to the
+      projected gradient, so the iteration converges to the exact least-squares solution
+      ``argmin_α ‖K(X, Z) α − y‖²`` (+ ``ridge·αᵀK(Z,Z)α``).
+
+    Parameters
+    ----------
+    kernel : ntkit kernel, callable ``k(A, B) -> (len(A), len(B))`` or ``"precomputed"``
+        With ``"precomputed"`` (EigenPro 2 only), ``X`` is the (n, n) Gram matrix.
+    X : array (n, d)
+    y : array (n,) or (n, c)
+    centers : array (p, d), optional
+    ridge : float, default=0
+    n_eigen : int or "auto"
+        Preconditioning level q. "auto": the largest q whose critical batch size fits the
+        memory budget (see :func:`eigenpro_parameters`).
+    subsample_size : int or "auto"
+        Nyström subsample for the preconditioner: min(n, 2000) below 100 000 points, else 12 000.
+    batch_size : int or "auto"
+        "auto": the critical batch size ``β/λ*`` (capped by memory).
+    epochs : int
+    tol : float, optional
+        Stop when the training MSE divided by mean(y²) falls below ``tol``.
+    X_val, y_val : validation data for the history.
+    checkpoint : path, optional
+        State written atomically at each epoch end; an existing file resumes the run (same
+        data, seed and settings give the same final weights as an uninterrupted run).
+    random_state : int, optional
+    verbose : bool, optional
+        Progress bar over batches.
+    memory_budget : int or str, optional
+    projection : {"auto", "cholesky", "eigenpro"}
+        EigenPro 3's projection onto the centers: a Cholesky factor of K(Z, Z) (exact; "auto"
+        up to 15 000 centers) or an inner EigenPro 2 on the centers (inexact, O(p) memory).
+    callback : callable, optional
+        ``callback(epoch, batch_index, weights)`` after every batch.
+    init : array (p,) or (p, c), optional
+        Starting weights (warm start); zeros by default.
+
+    Returns
+    -------
+    EigenProResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit.kernels import Laplace
+    >>> from ntkit.solvers import eigenpro
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(500, 5)); y = np.sin(X[:, 0])
+    >>> res = eigenpro(Laplace(3.0), X, y, epochs=20, random_state=0)
+    >>> bool(res.history[-1]["train_mse"] < 1e-3 * np.mean(y**2))
+    True
+    """
+    X, y, ridge, epochs = _check_common(X, y, ridge, epochs, kernel)
+    if projection not in ("auto", "cholesky", "eigenpro"):
+        raise InvalidParameterError(f"projection must be 'auto', 'cholesky' or 'eigenpro'; got {projection!r}.")
+    if isinstance(kernel, str) and centers is not None:
+        raise ValueError("kernel='precomputed' supports EigenPro 2 only (centers=None); pass a kernel function "
+                         "to use centers.")
+    dtype = np.dtype(np.float64) if np.dtype(X.dtype) == np.float64 else np.dtype(np.float32)
+    y2 = np.asarray(y, dtype=dtype).reshape(len(y), -1)
+    single = np.asarray(y).ndim == 1
+    if centers is not None:
+        centers = check_data(centers, "centers", ndim=2, allow_jax=False, min_rows=1)
+        if centers.shape[1] != X.shape[1]:
+            raise ValueError(f"centers have {centers.shape[1]} features but X has {X.shape[1]}; they must match.")
+        centers = np.asarray(centers, dtype=dtype)
+    if X_val is not None:
+        X_val = check_data(X_val, "X_val", ndim=2, allow_jax=False)
+        if y_val is None:
+            raise ValueError("X_val was given without y_val.")
+        y_val = np.asarray(y_val, dtype=dtype).reshape(len(X_val), -1)
+    seed = _seed(random_state)
+    if verbose is None:
+        verbose = bool(_config.get()["verbose"])
+    budget = resolve_budget(memory_budget)
+    acc = KernelAccess(kernel, X, memory_budget=budget, dtype=dtype)
+    n = X.shape[0]
+    c = y2.shape[1]
+    if subsample_size == "auto":
+        s = min(n, 2000 if n < 100_000 else 12_000)
+    else:
+        s = check_int(subsample_size, "subsample_size", "eigenpro", low=1)
+        s = min(s, n)
+    if n_eigen != "auto":
+        n_eigen = check_int(n_eigen, "n_eigen", "eigenpro", low=1, high=max(1, s - 1))
+    if batch_size != "auto":
+        batch_size = check_int(batch_size, "batch_size", "eigenpro", low=1)
+    p = n if centers is None else len(centers)
+    d = X.shape[1] if not isinstance(kernel, str) else 0
+    per_row = dtype.itemsize * (s + 2 * p + 2 * d + 4 * c + 16) if centers is not None else \
+        dtype.itemsize * (s + 2 * d + 4 * c + 16)
+    max_batch = max(1, min(n, int(budget // (2 * per_row))))
+    if centers is None:
+        pc, bs, lr = _preconditioner(acc, np.arange(n), n, s, n_eigen, max_batch, ALPHA_EP2, ridge,
+                                     np.random.default_rng([seed, 0]), 2, batch_size)
+        q = pc.q
+    else:
+        bind, q, bs, lr = _ep3_setup(acc, X, centers, s, n_eigen, max_batch, ridge, projection, budget, seed,
+                                     batch_size)
+    eval_idx = np.sort(np.random.default_rng([seed, 1]).choice(n, size=min(n, EVAL_POINTS), replace=False))
+    y_scale = float(np.mean(np.square(y2))) or 1.0
+
+    state = {"weights": np.zeros((p, c), dtype), "epoch": 0, "history": []}
+    meta = {"n": int(n), "p": int(p), "c": int(c), "dtype": dtype.str, "seed": int(seed), "batch_size": int(bs),
+            "lr": float(lr), "q": int(q),
+            "ridge": ridge, "centers": centers is not None}
+    if init is not None:
+        init = np.asarray(init, dtype=dtype).reshape(p, -1) if np.size(init) == p * c else None
+        if init is None:
+            raise ValueError(f"init must have {p} rows (one weight per center) and {c} outputs.")
+        state["weights"] = init.copy()
+    if checkpoint is not None and os.path.exists(checkpoint):
+        state = _load_checkpoint(checkpoint, meta)
+
+    if centers is None:
+        step = _ep2_stepper(acc, X, y2, pc, ridge, n)
+        predict_rows = lambda W, rows: acc.matvec(idx(rows), idx(np.arange(n)), W)  # noqa: E731
+        predict_val = lambda W: acc.matvec(X_val, idx(np.arange(n)), W)  # noqa: E731
+    else:
+        step = bind(y2)
+        cacc = KernelAccess(kernel, centers, memory_budget=budget, dtype=dtype)
+        predict_rows = lambda W, rows: cacc.matvec(np.asarray(X[rows], dtype=dtype), idx(np.arange(p)), W)  # noqa
+        predict_val = lambda W: cacc.matvec(X_val, idx(np.arange(p)), W)  # noqa: E731
+
+    W = state["weights"]
+    history = state["history"]
+    lr_now = float(state.get("lr_now", lr))
+    vr_on = bool(state.get("vr_on", False))
+    prev_mse = history[-1]["train_mse"] if history else y_scale
+    t_start = time.perf_counter()
+    for epoch in range(state["epoch"], epochs):
+        order = np.random.default_rng([seed, 2, epoch]).permutation(n)
+        batches = [order[i:i + bs] for i in range(0, n, bs)]
+        bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(batches), desc=f"EigenPro epoch {epoch + 1}/{epochs}", leave=False)
+        W_start = W.copy()
+        if vr_on and hasattr(step, "snapshot"):
+            step.snapshot(W)
+        for b, B in enumerate(batches):
+            step(W, np.sort(B), lr_now)
+            if callback is not None:
+                callback(epoch, b, W)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        f = predict_rows(W, eval_idx)
+        train_mse = float(np.mean(np.square(f - y2[eval_idx])))
+        rec = {"epoch": epoch + 1, "train_mse": train_mse, "seconds": time.perf_counter() - t_start}
+        if not np.isfinite(train_mse) or train_mse > 2 * max(prev_mse, 1e-30 * y_scale):
+            # the spectrum estimate under-rated the curvature: undo this epoch, halve the step
+            W[...] = W_start
+            lr_now /= 2
+            if lr_now < lr * 2.0**-20:
+                raise FloatingPointError(
+                    f"EigenPro diverged (training MSE {train_mse:.3g}) even with the step reduced 2^20-fold; check "
+                    "the kernel (positive definite? finite?) and the data scale.")
+            rec.update(train_mse=prev_mse, rolled_back=True, learning_rate=lr_now)
+        else:
+            # plain SGD stalls at a noise floor when the model cannot interpolate (p < n):
+            # once the loss stops falling, switch EigenPro 3 to variance-reduced steps
+            if not vr_on and train_mse > 0.9 * prev_mse and hasattr(step, "snapshot"):
+                vr_on = True
+                rec["variance_reduction"] = True
+            prev_mse = train_mse
+        if X_val is not None:
+            rec["val_mse"] = float(np.mean(np.square(predict_val(W) - y_val)))
+        history.append(rec)
+        if verbose:
+            print(f"epoch {epoch + 1}: train mse {train_mse:.4g}" +
+                  (f", val mse {rec['val_mse']:.4g}" if X_val is not None else ""))
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, W, epoch + 1, history, meta, lr_now, vr_on)
+        if tol is not None and train_mse / y_scale < tol:
+            break
+    weights = W[:, 0] if single else W
+    ctr = centers if centers is not None else (None if isinstance(kernel, str) else X)
+    return EigenProResult(weights, ctr, history, int(bs), float(lr_now), int(q), kernel, float(ridge))
+
+
+def _ep2_stepper(acc, X, y, pc, ridge, n):
+    allp = idx(np.arange(n))
+    S = idx(pc.S)
+    ED = pc.E * pc.D if pc.q > 1 else None
+
+    def step(W, B, lr):
+        g = acc.matvec(idx(B), allp, W) - y[B]
+        if ridge:
+            g += ridge * W[B]
+        W[B] -= lr * g
+        if ED is not None:
+            Ksb = acc.block(S, idx(B))
+            W[pc.S] += lr * (ED @ (pc.E.T @ (Ksb @ g)))
+
+    return step
+
+
+def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed, batch_size):
+    """EigenPro 3's step on centers Z: ``(step, q, batch_size, lr)``.
+
+    With ``projection="cholesky"`` (K(Z, Z) = L Lᵀ) the preconditioner is built in the span of
+    the centers: the top eigenpairs of ``L⁻¹ K(Z, X_S) K(X_S, Z) L⁻ᵀ / s`` (the data operator
+    restricted to span{k(z_j, ·)}, from the Nyström subsample) via an SVD of
+    ``L⁻¹ K(Z, X_S) / √s``. A step projects the batch's functional gradient onto the centers
+    (θ₀ = K_ZZ⁻¹ K_ZB r) and flattens the top q − 1 directions:
+    ``θ = θ₀ − V diag(1 − λ_q/λ_i) Vᵀ K_ZZ θ₀`` with K_ZZ-orthonormal ``V = L⁻ᵀ U``. The map
+    from gradient to step is positive definite, so the fixed point is the exact least-squares
+    solution, and λ_q bounds the preconditioned curvature, so ``batch = β/λ_q`` with step
+    ``1/(2β)`` per example is stable. With ``projection="eigenpro"`` (no p×p factor) the
+    paper's form is used: the data preconditioner of the subsample, then an inexact
+    projection by two epochs of EigenPro 2 on the centers.
+    """
+    dtype = acc.dtype
+    p = len(Z)
+    n = X.shape[0]
+    cacc = KernelAccess(acc.kernel, Z, memory_budget=budget, dtype=dtype)
+    if projection == "auto":
+        projection = "cholesky" if p <= 15_000 and 2 * p * p * 8 <= budget else "eigenpro"
+    rng = np.random.default_rng([seed, 0])
+    if projection == "cholesky":
+        S = np.sort(rng.choice(n, size=s, replace=False))
+        Xs = np.asarray(X[S], dtype=dtype)
+        beta = acc.diag_max(Xs) + ridge
+        Kzz = cacc.block(Z, Z).astype(np.float64)
+        jitter = 1e-12 * float(np.trace(Kzz)) / p
+        for _ in range(6):
+            try:
+                L = scipy.linalg.cholesky(Kzz + jitter * np.eye(p), lower=True, check_finite=False)
+                break
+            except np.linalg.LinAlgError:
+                jitter *= 100
+        else:  # pragma: no cover - a kernel that is not positive definite on the centers
+            raise ValueError("K(centers, centers) is not positive definite even with jitter; remove duplicate "
+                             "centers or use a positive-definite kernel.")
+        del Kzz
+        G = scipy.linalg.solve_triangular(L, cacc.block(Z, Xs).astype(np.float64), lower=True,
+                                          check_finite=False) / np.sqrt(s)
+        U, sig, _ = scipy.linalg.svd(G, full_matrices=False, check_finite=False)
+        del G
+        lam = sig**2 + ridge / n
+        k = len(lam)
+        ne = n_eigen if n_eigen == "auto" else min(int(n_eigen), k)
+        q, bs, lr, _ = eigenpro_parameters(lam[: max(2, min(k, 400))] if n_eigen == "auto" else lam, beta,
+                                           n_eigen=ne, max_batch=max_batch, variant=3, batch_size=batch_size)
+        c = 1.0 - lam[q - 1] / lam[: q - 1]
+        V = scipy.linalg.solve_triangular(L.T, U[:, : q - 1], lower=False, check_finite=False)
+        Vc = V * c
+
+        def bind(y):
+            snap = {}
+
+            def snapshot(W):
+                """Variance reduction (SVRG): the full gradient at a snapshot of the weights, one data pass."""
+                G = np.zeros(W.shape, np.float64)
+                for i in range(0, n, max(bs, 1024)):
+                    rows = np.arange(i, min(n, i + max(bs, 1024)))
+                    Kbz = cacc.block(np.asarray(X[rows], dtype=dtype), Z)
+                    G += Kbz.T @ (Kbz @ W - y[rows])
+                snap.update(W=W.copy(), G=G)
+
+            def step(W, B, lr):
+                xb = np.asarray(X[B], dtype=dtype)
+                Kbz = cacc.block(xb, Z)
+                if snap:  # r(W) − r(W_snap) + mean gradient: unbiased, and zero at the optimum
+                    g = (Kbz.T @ (Kbz @ (W - snap["W"]))).astype(np.float64) + (len(B) / n) * snap["G"]
+                else:
+                    r = Kbz @ W - y[B]
+                    g = (Kbz.T @ r).astype(np.float64)  # K_ZB r = K_ZZ θ₀
+                if ridge:
+                    g += (ridge * len(B) / n) * (L @ (L.T @ W.astype(np.float64)))
+                theta = scipy.linalg.cho_solve((L, True), g, check_finite=False)
+                if q > 1:
+                    theta -= Vc @ (V.T @ g)
+                W -= (lr * theta).astype(dtype)
+
+            step.snapshot = snapshot
+            return step
+
+        return bind, q, bs, lr
+
+    pc, bs, lr = _preconditioner(acc, _Data(X), n, s, n_eigen, max_batch, 1.0, 0.0, rng, 3, batch_size)
+    Xs = np.asarray(X[pc.S], dtype=dtype)
+    N = cacc.block(Z, Xs) @ pc.E if pc.q > 1 else None  # K(Z, X_S) E: the data preconditioner at the centers
+    allz = idx(np.arange(p))
+    zrng = np.random.default_rng([seed, 3])
+    s_z = min(p, 2000 if p < 100_000 else 10_000)
+    zpc, zbs, zlr = _preconditioner(cacc, np.arange(p), p, s_z, "auto", p, ALPHA_EP2, 0.0, zrng, 2, "auto")
+
+    def project(H):  # K_ZZ θ = H, inexactly: two epochs of EigenPro 2 on the centers
+        theta = np.zeros_like(H)
+        zstep = _ep2_stepper(cacc, Z, H, zpc, 0.0, p)
+        check = np.arange(min(p, 1000))
+        h_scale = float(np.mean(np.square(H[check]))) or 1.0
+        for ep in range(2):
+            order = np.random.default_rng([seed, 4, ep]).permutation(p)
+            for i in range(0, p, zbs):
+                zstep(theta, np.sort(order[i:i + zbs]), zlr)
+            r = cacc.matvec(idx(check), allz, theta) - H[check]
+            if float(np.mean(np.square(r))) < 1e-6 * h_scale:
+                break
+        return theta
+
+    # The data preconditioner is built for the full RKHS; seen through the projection onto the
+    # centers it flattens the spectrum less than in EigenPro 2, so the curvature it leaves is
+    # measured (power iteration on the subsample's loss, θ ↦ precondition(project(H_S θ)))
+    # and the batch and step come from that measured top eigenvalue.
+    Ksz = cacc.block(Xs, Z)
+
+    def precond_op(v):
+        u = project((Ksz.T @ (Ksz @ v)) / s)
+        if N is not None:
+            u = u - project(N @ (pc.D[:, None] * (N.T @ u)))
+        return u
+
+    v = np.random.default_rng([seed, 5]).standard_normal((p, 1)).astype(dtype)
+    lam_hat = 0.0
+    for _ in range(8):
+        u = precond_op(v)
+        lam_hat = float(np.linalg.norm(u) / max(np.linalg.norm(v), 1e-300))
+        v = u / max(np.linalg.norm(u), 1e-300)
+    lam_hat = max(lam_hat * 1.1, pc.lam_top)  # 10% margin over the power-iteration estimate
+    beta = pc.beta
+    if batch_size == "auto":
+        bs = max(1, min(int(beta / lam_hat), max_batch))
+    lr = 1.0 / (beta + (bs - 1) * lam_hat)
+
+    def bind(y):
+        def step(W, B, lr):
+            xb = np.asarray(X[B], dtype=dtype)
+            Kbz = cacc.block(xb, Z)
+            r = Kbz @ W - y[B]
+            theta = project(Kbz.T @ r)
+            if ridge:
+                theta += (ridge * len(B) / n) * W
+            if N is not None:
+                theta -= project(N @ (pc.D[:, None] * (N.T @ theta)))
+            W -= lr * theta
+
+        return step
+
+    return bind, pc.q, bs, lr
+
+
+def _save_checkpoint(path, W, epoch, history, meta, lr_now, vr_on):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, weights=W, epoch=epoch, history=json.dumps(history), meta=json.dumps(meta), lr_now=lr_now,
+                 vr_on=vr_on)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, meta):
+    with np.load(path) as z:
+        saved = json.loads(str(z["meta"]))
+        if saved != json.loads(json.dumps(meta)):
+            diff = {k: (saved.get(k), meta[k]) for k in meta if saved.get(k) != meta[k]}
+            raise ValueError(f"checkpoint {path} was written by a different run (differs in {diff}); delete it or "
+                             "pass the same data and settings.")
+        return {"weights": np.array(z["weights"]), "epoch": int(z["epoch"]), "history": json.loads(str(z["history"])),
+                "lr_now": float(z["lr_now"]), "vr_on": bool(z["vr_on"])}
