@@ -18,6 +18,18 @@ Operations
     ``A_i @ B_i.T`` for each batch entry (``(b, n, m)``) or their sum
     (``reduce="sum"``, ``(n, m)``). ``B=None`` means ``B is A``.
 
+CUDA (``device="cuda"``)
+------------------------
+Host arrays in, host arrays out: each call uploads its inputs, runs the kernels
+(own tiled FP32/FP64 GEMM, no TF32) and downloads the result. Copies of 8 MiB
+or more go through two pinned 32 MiB staging buffers that are allocated once per
+process, so the DMA overlaps a multi-threaded host copy. The non-symmetric
+``gram`` streams its output through a 256 MiB device buffer in row slabs, so it
+is not limited by GPU memory. The symmetric ``gram`` (``Z=None``) and
+``batched_gram`` keep their whole output on the device. The private
+``_C._cuda_last_profile()`` returns the upload, kernel and download times
+(CUDA events) and the device bytes of the last CUDA call.
+
 Input policy
 ------------
 * Only ``numpy.ndarray`` inputs (``TypeError`` naming the argument otherwise).

@@ -494,3 +494,158 @@ def test_cuda_batched_match_cpu(reduce, dtype):
         a = nn.batched_gram(A, Bin, reduce, device="cuda")
         b = nn.batched_gram(A, Bin, reduce)
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * 10 * np.abs(b).max())
+
+
+def test_cuda_profile_hooks_without_cuda():
+    # the private benchmark hooks exist in every build; without CUDA they are inert
+    prof = _C._cuda_last_profile()
+    if not nn.info()["cuda_compiled"]:
+        assert prof is None
+        assert _C._cuda_set_slab_bytes(1 << 20) == 0
+    else:
+        assert set(prof) == {"op", "h2d_ms", "kernel_ms", "d2h_ms", "device_bytes", "launches"}
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_cuda_symmetric_matvec_exact_diagonal(kernel, dtype):
+    # Z=None: Z is X and the diagonal uses the exact k(x, x); (300, 33) and (1000, 3)
+    # split the columns into several chunks (few row panels)
+    rng = np.random.default_rng(5)
+    for n, d in [(1, 1), (70, 5), (300, 33), (1000, 3)]:
+        p = _params(kernel, d)
+        X = make_points(n, d, rng).astype(dtype)
+        K = oracle_gram(X, None, kernel, p, symmetric=True)
+        rtol, atol = tolerances(dtype, kernel, d, K)
+        for vshape in [(n,), (n, 2)]:
+            v = rng.standard_normal(vshape).astype(dtype)
+            a = nn.kernel_matvec(X, None, v, kernel, p, device="cuda")
+            b = nn.kernel_matvec(X, None, v, kernel, p)
+            assert a.dtype == dtype and a.shape == b.shape == (n,) + vshape[1:]
+            ref = K @ v.astype(np.float64)
+            mag = np.abs(K) @ np.abs(v.astype(np.float64))
+            assert np.all(np.abs(a - ref) <= 10 * rtol * mag + atol), (kernel, n, d)
+            assert np.all(np.abs(a - b) <= 10 * rtol * mag + atol), (kernel, n, d)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_cuda_duplicates_use_guard_and_exact_diagonal(dtype):
+    # exact duplicates off the diagonal: the cancellation guard recomputes the distance
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((150, 9)) * 3
+    X = np.vstack([X, X[:40]]).astype(dtype)
+    p = {"lengthscale": 2.0}
+    K = oracle_gram(X, None, "rbf", p, symmetric=True)
+    S = nn.gram(X, None, "rbf", p, device="cuda")
+    np.testing.assert_array_equal(S, S.T)
+    np.testing.assert_array_equal(np.diag(S), 1)
+    np.testing.assert_array_equal(S[150:, :40][np.arange(40), np.arange(40)], 1)
+    G = nn.gram(X, X, "rbf", p, device="cuda")
+    np.testing.assert_allclose(G, K, rtol=1e-12 if dtype == np.float64 else 1e-4, atol=1e-6)
+    v = rng.standard_normal(len(X)).astype(dtype)
+    np.testing.assert_allclose(nn.kernel_matvec(X, None, v, "rbf", p, device="cuda"), K @ v,
+                               rtol=1e-10 if dtype == np.float64 else 1e-4, atol=1e-4)
+
+
+@gpu
+@needs_cuda
+def test_cuda_empty_shapes_and_zero_features():
+    for dt in (np.float32, np.float64):
+        X = np.zeros((0, 3), dt)
+        Z = np.ones((4, 3), dt)
+        assert nn.gram(X, Z, device="cuda").shape == (0, 4)
+        assert nn.gram(Z, X, device="cuda").shape == (4, 0)
+        assert nn.gram(X, device="cuda").shape == (0, 0)
+        assert nn.kernel_matvec(Z, X, np.zeros(0, dt), device="cuda").tolist() == [0, 0, 0, 0]
+        assert nn.kernel_matvec(X, Z, np.ones((4, 2), dt), device="cuda").shape == (0, 2)
+        assert nn.kernel_matvec(Z, Z, np.ones((4, 0), dt), device="cuda").shape == (4, 0)
+        r = nn.batched_gram(np.zeros((0, 3, 2), dt), np.zeros((0, 4, 2), dt), reduce="sum", device="cuda")
+        assert r.shape == (3, 4) and not r.any() and r.dtype == dt
+        assert nn.batched_gram(np.zeros((0, 3, 2), dt), device="cuda").shape == (0, 3, 3)
+        z = nn.batched_gram(np.zeros((2, 3, 0), dt), np.zeros((2, 5, 0), dt), device="cuda")
+        assert z.shape == (2, 3, 5) and not z.any()
+        z = nn.batched_gram(np.zeros((2, 3, 0), dt), reduce="sum", device="cuda")
+        assert z.shape == (3, 3) and not z.any()
+    for kernel in KERNELS:
+        X, Z, v = np.zeros((4, 0)), np.zeros((3, 0)), np.ones(3)
+        p = _params(kernel, 0)
+        kw = {"rtol": 1e-14, "atol": 1e-15}
+        np.testing.assert_allclose(nn.gram(X, Z, kernel, p, device="cuda"), nn.gram(X, Z, kernel, p), **kw)
+        np.testing.assert_allclose(nn.gram(X, None, kernel, p, device="cuda"), nn.gram(X, None, kernel, p), **kw)
+        np.testing.assert_allclose(nn.kernel_matvec(X, Z, v, kernel, p, device="cuda"),
+                                   nn.kernel_matvec(X, Z, v, kernel, p), **kw)
+        np.testing.assert_allclose(nn.kernel_matvec(X, None, np.ones(4), kernel, p, device="cuda"),
+                                   nn.kernel_matvec(X, None, np.ones(4), kernel, p), **kw)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_cuda_gram_row_slabs(dtype):
+    # a small slab buffer forces several row slabs (incl. a partial last one)
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((1000, 37)).astype(dtype)
+    Z = rng.standard_normal((700, 37)).astype(dtype)
+    p = {"lengthscale": 6.0}
+    K = oracle_gram(X, Z, "matern52", p)
+    rtol, atol = tolerances(dtype, "matern52", 37, K)
+    old = _C._cuda_set_slab_bytes(200 * 700 * np.dtype(dtype).itemsize)
+    try:
+        G = nn.gram(X, Z, "matern52", p, device="cuda")
+        prof = _C._cuda_last_profile()
+    finally:
+        _C._cuda_set_slab_bytes(old)
+    assert prof["op"] == "gram" and prof["launches"] == 6  # slabs of 192 rows
+    np.testing.assert_allclose(G, K, rtol=rtol, atol=atol)
+    np.testing.assert_array_equal(G, nn.gram(X, Z, "matern52", p, device="cuda"))  # one slab: same bits
+
+
+@gpu
+@needs_cuda
+def test_cuda_grid_limits_row_slabs_and_batch_chunks():
+    # more than 65535 row tiles (gridDim.y) and more than 65535 batch entries (gridDim.z)
+    rng = np.random.default_rng(6)
+    n = 65535 * 64 + 77
+    X = rng.standard_normal((n, 2)).astype(np.float32)
+    Z = rng.standard_normal((3, 2)).astype(np.float32)
+    G = nn.gram(X, Z, "rbf", {"lengthscale": 1.5}, device="cuda")
+    assert _C._cuda_last_profile()["launches"] == 2
+    np.testing.assert_allclose(G, nn.gram(X, Z, "rbf", {"lengthscale": 1.5}), rtol=1e-4, atol=1e-5)
+    del G, X
+    A = rng.standard_normal((70000, 3, 2))
+    B = rng.standard_normal((70000, 2, 2))
+    for Bin in (B, None):
+        ref = np.einsum("bip,bjp->bij", A, A if Bin is None else Bin)
+        out = nn.batched_gram(A, Bin, "none", device="cuda")
+        assert _C._cuda_last_profile()["launches"] == 2
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(nn.batched_gram(A, Bin, "sum", device="cuda"), ref.sum(0), rtol=1e-10, atol=1e-9)
+
+
+@gpu
+@needs_cuda
+def test_cuda_deterministic_profile_and_noncontiguous():
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((3000, 20)).astype(np.float32)
+    Z = rng.standard_normal((2500, 20)).astype(np.float32)
+    v = rng.standard_normal((2500, 2)).astype(np.float32)
+    a = nn.kernel_matvec(X, Z, v, "rbf", {"lengthscale": 4.0}, device="cuda")
+    prof = _C._cuda_last_profile()
+    assert prof["op"] == "kernel_matvec" and prof["kernel_ms"] > 0 and prof["h2d_ms"] > 0
+    assert prof["device_bytes"] >= (3000 + 2500) * 21 * 4
+    np.testing.assert_array_equal(a, nn.kernel_matvec(X, Z, v, "rbf", {"lengthscale": 4.0}, device="cuda"))
+    s = nn.kernel_matvec(X, None, v[:1, :1].repeat(3000, 0), "relu_ntk", device="cuda")
+    np.testing.assert_array_equal(s, nn.kernel_matvec(X, None, v[:1, :1].repeat(3000, 0), "relu_ntk",
+                                                      device="cuda"))
+    G = nn.gram(X[:100], Z[:50], "rbf", device="cuda")
+    prof = _C._cuda_last_profile()
+    assert prof["op"] == "gram" and prof["device_bytes"] == (100 * 20 + 50 * 20 + 150 + 100 * 50) * 4
+    # non-contiguous input is copied by the wrapper (documented policy), also for device="cuda"
+    Xw = np.asfortranarray(X[:100, ::2])
+    np.testing.assert_allclose(nn.gram(Xw, None, "laplace", device="cuda"),
+                               nn.gram(np.ascontiguousarray(Xw), None, "laplace"), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(G, nn.gram(X[:100], Z[:50], "rbf", device="cuda"))

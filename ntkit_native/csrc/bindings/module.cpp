@@ -404,6 +404,30 @@ PYBIND11_MODULE(_C, m) {
           py::arg("device") = "cpu");
     m.def("info", &py_info);
     m.def("cuda_device_count", &cuda_devices);
+    m.def("_cuda_set_slab_bytes", [](long long bytes) -> long long {
+#ifdef NTKIT_WITH_CUDA
+        return ntkit::cuda::set_slab_bytes(bytes);
+#else
+        (void)bytes;
+        return 0;
+#endif
+    });
+    // Phase timings / device memory of the last CUDA call (benchmarks, tests); None without CUDA.
+    m.def("_cuda_last_profile", []() -> py::object {
+#ifdef NTKIT_WITH_CUDA
+        const ntkit::cuda::CallProfile pr = ntkit::cuda::last_profile();
+        py::dict d;
+        d["op"] = std::string(pr.op);
+        d["h2d_ms"] = pr.h2d_ms;
+        d["kernel_ms"] = pr.kernel_ms;
+        d["d2h_ms"] = pr.d2h_ms;
+        d["device_bytes"] = pr.device_bytes;
+        d["launches"] = pr.launches;
+        return std::move(d);
+#else
+        return py::none();
+#endif
+    });
 #ifdef NTKIT_WITH_CUDA
     m.attr("cuda_compiled") = true;
 #else
