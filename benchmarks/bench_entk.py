@@ -4,8 +4,8 @@ Model: MLP 784-512-512-10, ReLU, NTK parameterisation, float32 (668,672 paramete
 x2 = x1. neural-tangents 0.6.5 runs in the pinned ``.venv-interop`` (jax 0.4.25) through
 ``benchmarks/_nt_entk_worker.py``; ntkit runs in this environment through the worker mode of
 this file. Each side runs in its own subprocess and reports the time of the first call
-(compilation included), the best of the steady calls, and the peak RSS added by the
-computation (``ru_maxrss`` after the calls minus before the first call). neural-tangents'
+(compilation included), the best of the steady calls, and the peak resident memory added by
+the calls (sampled every 2 ms above the level after imports and data loading). neural-tangents'
 "best" is the fastest of the implementations it ran at that size.
 
 Also: a CNN, and ntkit's sum_logits kernel at N = 10 000 under a 4 GiB memory budget.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,10 +32,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 INTEROP_PY = ROOT / ".venv-interop" / "bin" / "python"
 NT_WORKER = ROOT / "benchmarks" / "_nt_entk_worker.py"
 WIDTHS = (784, 512, 512, 10)
-
-
-def _peak_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 CNN = {"in_shape": [16, 16, 1], "channels": [8, 8], "out_dim": 10}
@@ -77,18 +72,21 @@ def worker(argv):
                   for i in range(n_layers)]
         x = np.asarray(z["x"])
     (_, apply), _ = _model(cnn)
+    from _harness import RssSampler
+
     fn = empirical_ntk_fn(apply, kind=kind, implementation=impl, memory_budget=budget)
-    before = _peak_mib()
-    t0 = time.perf_counter()
-    k = fn(params, x)
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
+    with RssSampler() as sampler:
         t0 = time.perf_counter()
         k = fn(params, x)
-        times.append(time.perf_counter() - t0)
-    out = {"first_call_s": first, "best_s": min(times) if times else first, "peak_rss_mib": _peak_mib(),
-           "peak_rss_before_first_call_mib": before, "shape": list(k.shape), "dtype": str(k.dtype)}
+        first = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            del k
+            t0 = time.perf_counter()
+            k = fn(params, x)
+            times.append(time.perf_counter() - t0)
+    out = {"first_call_s": first, "best_s": min(times) if times else first, "extra_rss_mib": sampler.extra_mib,
+           "shape": list(k.shape), "dtype": str(k.dtype)}
     if len(argv) > 5:
         np.save(argv[5], k)
     print(json.dumps(out))
@@ -120,7 +118,7 @@ def nt_run(data, kind, impl, repeats=2, save=None):
 
 
 def _extra(r):
-    return r["peak_rss_mib"] - r["peak_rss_before_first_call_mib"]
+    return r["extra_rss_mib"]
 
 
 # neural-tangents implementations worth running at each size (its Jacobian contraction needs
@@ -200,7 +198,8 @@ def run(quick=False):
         "MLP 784-512-512-10, ReLU, NTK parameterisation (668,672 parameters), float32, x2 = x1; ntkit "
         "`implementation=\"structured\"` (found from the jaxpr) on jax "
         f"{__import__('jax').__version__}; neural-tangents 0.6.5 on jax 0.4.25 (`.venv-interop`), `vmap_axes=0`, "
-        "jitted, its fastest implementation at each size. Peak MiB = RSS added by the computation. Each side in "
+        "jitted, its fastest implementation at each size. Peak MiB = resident memory added by the calls (sampled "
+        "every 2 ms above the level after imports and data loading; includes compilation). Each side in "
         "its own subprocess, same parameters and inputs.",
         "",
         table(header, rows),
@@ -218,7 +217,7 @@ def run(quick=False):
     if big:
         lines += [f"sum_logits at N = 10 000 under `memory_budget=\"4GiB\"`: {fmt_s(big['best_s'])} "
                   f"(first call {fmt_s(big['first_call_s'])}), peak RSS added {_extra(big):.0f} MiB "
-                  f"(the (10 000, 10 000) float32 output alone is 381 MiB).", ""]
+                  f"(the (10 000, 10 000) float32 output itself is 381 MiB).", ""]
     return "\n".join(lines)
 
 
