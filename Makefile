@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ntkit-installed
+BENCH_ARGS ?= --large
 NATIVE_SOURCES := $(shell find ntkit_native/csrc -type f 2>/dev/null) setup.py pyproject.toml
 
 .PHONY: install test tour bench interop info clean
@@ -32,7 +33,7 @@ tour: install
 	$(BIN)/ntkit tour --out tour
 
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 info: install
 	$(BIN)/ntkit info

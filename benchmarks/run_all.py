@@ -12,12 +12,14 @@ from _harness import machine  # noqa: E402
 
 import bench_entk  # noqa: E402
 import bench_gram  # noqa: E402
+import bench_solvers  # noqa: E402
 
 
 def main():
     quick = "--quick" in sys.argv
     t0 = time.time()
-    sections = [bench_gram.run(quick), bench_entk.run(quick)]
+    large = "--large" in sys.argv  # EigenPro 3 at n = 1 000 000 (about 15 minutes more)
+    sections = [bench_gram.run(quick), bench_entk.run(quick), bench_solvers.run(quick, large)]
     text = "\n".join([
         "# Benchmark results",
         "",
@@ -25,7 +27,8 @@ def main():
         "same data in the same run. Absolute times on shared 2-core machines are noisy: read the ratios.",
         "",
         f"Machine: {machine()}.",
-        f"Total benchmark time: {time.time() - t0:.0f} s{' (quick mode)' if quick else ''}.",
+        f"Total benchmark time: {time.time() - t0:.0f} s{' (quick mode)' if quick else ''}"
+        f"{' (with --large)' if large else ''}.",
         "",
         *sections,
     ])
