@@ -23,7 +23,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["mlp", "cnn", "activation_fn"]
+__all__ = ["mlp", "cnn", "activation_fn", "train_classifier"]
 
 _ACTIVATIONS = ("relu", "tanh", "erf", "identity")
 
@@ -123,3 +123,43 @@ def cnn(in_shape=(8, 8, 1), channels=(4, 4), out_dim=3, activation="relu", *, ke
         return (W_std / math.sqrt(last["W"].shape[0])) * (h @ last["W"]) + b_std * last["b"]
 
     return init_fn, apply_fn
+
+
+def train_classifier(apply_fn, params, X, y, *, epochs=30, batch_size=64, learning_rate=1e-2, seed=0):
+    """Train ``apply_fn`` with softmax cross-entropy and Adam (plain jax, no optimiser library).
+
+    Small helper for examples, tests and the tour: returns the trained parameters.
+    ``y`` holds integer labels in ``[0, O)``.
+    """
+    import numpy as np
+
+    X = jnp.asarray(X)
+    y = jnp.asarray(y)
+    n = X.shape[0]
+
+    def loss(p, xb, yb):
+        logits = apply_fn(p, xb)
+        logp = jax.nn.log_softmax(logits)
+        return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+
+    @jax.jit
+    def step(p, m, v, t, xb, yb):
+        g = jax.grad(loss)(p, xb, yb)
+        m = jax.tree_util.tree_map(lambda a, b: 0.9 * a + 0.1 * b, m, g)
+        v = jax.tree_util.tree_map(lambda a, b: 0.999 * a + 0.001 * b * b, v, g)
+        mh = jax.tree_util.tree_map(lambda a: a / (1 - 0.9**t), m)
+        vh = jax.tree_util.tree_map(lambda a: a / (1 - 0.999**t), v)
+        p = jax.tree_util.tree_map(lambda a, b, c: a - learning_rate * b / (jnp.sqrt(c) + 1e-8), p, mh, vh)
+        return p, m, v
+
+    m = jax.tree_util.tree_map(jnp.zeros_like, params)
+    v = jax.tree_util.tree_map(jnp.zeros_like, params)
+    rng = np.random.default_rng(seed)
+    t = 0
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for i in range(0, n - batch_size + 1, batch_size):
+            t += 1
+            idx = order[i:i + batch_size]
+            params, m, v = step(params, m, v, t, X[idx], y[idx])
+    return params
