@@ -11,6 +11,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from _harness import machine  # noqa: E402
 
 import bench_entk  # noqa: E402
+import bench_explain  # noqa: E402
 import bench_gram  # noqa: E402
 import bench_solvers  # noqa: E402
 
@@ -19,7 +20,8 @@ def main():
     quick = "--quick" in sys.argv
     t0 = time.time()
     large = "--large" in sys.argv  # EigenPro 3 at n = 1 000 000 (about 15 minutes more)
-    sections = [bench_gram.run(quick), bench_entk.run(quick), bench_solvers.run(quick, large)]
+    sections = [bench_gram.run(quick), bench_entk.run(quick), bench_solvers.run(quick, large),
+                bench_explain.run(quick)]
     text = "\n".join([
         "# Benchmark results",
         "",

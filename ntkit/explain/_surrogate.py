@@ -92,8 +92,8 @@ class NTKSurrogate:
         less about whether the kernel alone would have learned the task.
     C : float
         Inverse regularisation strength (logistic, svm); ridge uses ``1 / (C n)`` as λ.
-    n_projections, key, memory_budget, batch_size, verbose
-        Passed to :func:`ntkit.ntk.empirical_ntk`.
+    n_projections, projected_kind, key, memory_budget, batch_size, verbose
+        Passed to :func:`ntkit.ntk.empirical_ntk` (``projected_kind="sum_logits"`` sketches the pNTK).
 
     Examples
     --------
@@ -110,7 +110,8 @@ class NTKSurrogate:
     """
 
     def __init__(self, apply_fn, params, *, kind="trace", normalize="cosine", machine="logistic", target="labels",
-                 C=10.0, n_projections=None, key=0, memory_budget=None, batch_size=None, verbose=False):
+                 C=10.0, n_projections=None, projected_kind="trace", key=0, memory_budget=None, batch_size=None,
+                 verbose=False):
         self.apply_fn = apply_fn
         self.params = params
         self.kind = kind
@@ -119,6 +120,7 @@ class NTKSurrogate:
         self.target = target
         self.C = C
         self.n_projections = n_projections
+        self.projected_kind = projected_kind
         self.key = key
         self.memory_budget = memory_budget
         self.batch_size = batch_size
@@ -167,7 +169,7 @@ class NTKSurrogate:
         kw = dict(kind=kind, normalize=normalize, memory_budget=self.memory_budget, batch_size=self.batch_size,
                   verbose=self.verbose)
         if kind == "projected":
-            kw.update(n_projections=self.n_projections, key=self.key)
+            kw.update(n_projections=self.n_projections, projected_kind=self.projected_kind, key=self.key)
         K = np.asarray(empirical_ntk(self.apply_fn, self.params, X1, X2, **kw), dtype=np.float64)
         if kind == "full":  # (n, m, O, O) -> (n O, m O)
             n, m, O, _ = K.shape
