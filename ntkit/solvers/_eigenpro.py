@@ -263,8 +263,8 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
     acc = KernelAccess(kernel, X, memory_budget=budget, dtype=dtype)
     n = X.shape[0]
     c = y2.shape[1]
-    if subsample_size == "auto":
-        s = min(n, 2000 if n < 100_000 else 12_000)
+    if subsample_size == "auto":  # EigenPro 2's defaults; EigenPro 3's Nyström size (5000) above 10^5
+        s = min(n, 2000 if n < 100_000 else (12_000 if centers is None else 5000))
     else:
         s = check_int(subsample_size, "subsample_size", "eigenpro", low=1)
         s = min(s, n)
@@ -412,10 +412,14 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         Xs = np.asarray(X[S], dtype=dtype)
         beta = acc.diag_max(Xs) + ridge
         Kzz = cacc.block(Z, Z).astype(np.float64)
-        jitter = 1e-12 * float(np.trace(Kzz)) / p
+        diag = np.einsum("ii->i", Kzz)  # a view: jitter is added in place, the factor overwrites Kzz
+        jitter = 1e-12 * float(diag.sum()) / p
+        added = 0.0
         for _ in range(6):
+            diag += jitter - added
+            added = jitter
             try:
-                L = scipy.linalg.cholesky(Kzz + jitter * np.eye(p), lower=True, check_finite=False)
+                L = scipy.linalg.cholesky(Kzz, lower=True, overwrite_a=True, check_finite=False)
                 break
             except np.linalg.LinAlgError:
                 jitter *= 100
@@ -423,15 +427,25 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
             raise ValueError("K(centers, centers) is not positive definite even with jitter; remove duplicate "
                              "centers or use a positive-definite kernel.")
         del Kzz
-        G = scipy.linalg.solve_triangular(L, cacc.block(Z, Xs).astype(np.float64), lower=True,
-                                          check_finite=False) / np.sqrt(s)
-        U, sig, _ = scipy.linalg.svd(G, full_matrices=False, check_finite=False)
+        G = scipy.linalg.solve_triangular(L, cacc.block(Z, Xs).astype(np.float64), lower=True, overwrite_b=True,
+                                          check_finite=False)
+        G /= np.sqrt(s)
+        # top eigenpairs of G Gᵀ (p x p) from the small s x s Gram Gᵀ G: U = G W / σ
+        k_max = min(s, p, 401) if n_eigen == "auto" else min(s, p, int(n_eigen) + 1)
+        M = G.T @ G
+        w, Wv = scipy.linalg.eigh(M, subset_by_index=[M.shape[0] - k_max, M.shape[0] - 1], check_finite=False)
+        del M
+        order = np.argsort(w)[::-1]
+        w, Wv = np.maximum(w[order], 0.0), Wv[:, order]
+        pos = w > 1e-14 * max(w[0], 1e-300)
+        w, Wv = w[pos], Wv[:, pos]
+        U = (G @ Wv) / np.sqrt(w)
         del G
-        lam = sig**2 + ridge / n
+        lam = w + ridge / n
         k = len(lam)
         ne = n_eigen if n_eigen == "auto" else min(int(n_eigen), k)
-        q, bs, lr, _ = eigenpro_parameters(lam[: max(2, min(k, 400))] if n_eigen == "auto" else lam, beta,
-                                           n_eigen=ne, max_batch=max_batch, variant=3, batch_size=batch_size)
+        q, bs, lr, _ = eigenpro_parameters(lam, beta, n_eigen=ne, max_batch=max_batch, variant=3,
+                                           batch_size=batch_size)
         c = 1.0 - lam[q - 1] / lam[: q - 1]
         V = scipy.linalg.solve_triangular(L.T, U[:, : q - 1], lower=False, check_finite=False)
         Vc = V * c
