@@ -25,7 +25,8 @@ class Fidelity(NamedTuple):
 
     ``kendall_tau`` and ``pearson`` over all (example, logit) pairs; ``kendall_tau_per_logit``
     the τ of each logit column; ``r2`` the coefficient of determination of the network's
-    logits by the surrogate's (1 is perfect, after no rescaling); ``label_agreement`` the
+    logits by the surrogate's, without rescaling, against the grand mean of all logits (1 is
+    perfect; negative when the scales differ); ``label_agreement`` the
     fraction of rows whose argmax agrees; ``surrogate_accuracy``/``network_accuracy`` when
     labels are given.
     """
@@ -44,8 +45,9 @@ class Attribution(NamedTuple):
 
     ``contributions`` of training example j to logit o of query x: ``A[j, o] · K(x, x_j)``, so
     the logit is ``bias[o] + Σ_j contributions``. ``support_*`` are the ``top_k`` largest
-    (positive) contributions, ``oppose_*`` the ``top_k`` most negative; ``support_share`` is
-    the fraction of the logit minus bias that the supporting examples explain.
+    contributions, ``oppose_*`` the ``top_k`` smallest (normally positive and negative; not
+    filtered by sign); ``support_share`` is the sum of the supporting contributions divided by
+    the logit minus bias (it can exceed 1 when opposing examples cancel part of it).
     """
 
     logit_index: np.ndarray  # (n,)
@@ -303,7 +305,7 @@ class NTKSurrogate:
         O = self.n_outputs_
         if self.machine == "svm":
             d = self.svm_.decision_function(Kx)
-            if O == 2 and d.ndim == 1:
+            if d.ndim == 1:  # two classes seen in training (whatever O is): columns for both
                 d = np.stack([-d, d], axis=1)
             out = np.full((n, O), -np.inf if d.ndim == 2 and d.shape[1] < O else 0.0)
             out[:, self.svm_.classes_] = d if d.ndim == 2 else d[:, None]

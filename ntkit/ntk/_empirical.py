@@ -265,7 +265,8 @@ class _Engine:
                         A.append(a)
                         D.append(d)
                     else:
-                        Jparts.append(jnp.einsum("sc,osf->ocf", a, d).reshape(d.shape[0], -1))
+                        Jparts.append(jnp.einsum("sc,osf->ocf", a, d, precision=jax.lax.Precision.HIGHEST)
+                                      .reshape(d.shape[0], -1))
                 return A, D, Jparts
 
             def per_example_jac(leaves, x):
@@ -587,10 +588,10 @@ def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", normalize=None,
         per-example Jacobians leaf by leaf where no rule applies. ``"jacobian"``
         contracts per-example Jacobians of all leaves (the reference). ``"ntk_vp"`` forms
         columns by NTK-vector products (a VJP then a JVP, one x2 example at a time), the
-        least memory and the most compute. ``"auto"`` is ``"structured"``: its cost per
-        weight is never above the Jacobian's (it picks factored or materialised per weight
-        by comparing S²(C + F·k) with C·F·k multiply-adds per pair of examples, for S
-        positions, C inputs, F outputs and k = O², O or 1 logit pairs).
+        least memory and the most compute. ``"auto"`` is ``"structured"``: per weight it picks
+        factored or materialised by comparing S²(C + F·k) with C·F·k multiply-adds per pair of
+        examples (S positions, C inputs, F outputs, k = O², O or 1 logit pairs); weights with
+        more than 64 positions are always materialised.
     key : int or jax PRNG key
         Seed of the random projection (``kind="projected"``).
     verbose : bool, optional

@@ -18,7 +18,8 @@ to the output of each structured contraction: the gradient with respect to the p
 the cotangent ``δ`` and the other operand is recorded as ``a``. Every other parameter
 leaf (biases, normalisation scales, weights used twice, weights inside ``scan`` or a
 custom derivative) keeps its ordinary per-example Jacobian: the rule falls back per
-leaf and never fails.
+leaf. A bias is merged into its weight's factor only when every scale between them is a
+compile-time constant.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class _Tag(NamedTuple):
     leaf: int
     scale: object  # python float or a traced scalar
     bcast: object = None  # (broadcast_dimensions, shape before) once broadcast: only a bias add may use it
+    static: bool = True  # the scale is a compile-time constant (literals / closed-over constants only)
 
 
 def _bind(eqn, invals):
@@ -198,10 +200,22 @@ def _record_a(eqn, side, invals, scale):
     return a
 
 
-def interpret(jaxpr, consts, args, tags, ctx):
-    """Evaluate ``jaxpr`` on ``args``; ``tags[i]`` marks inputs that are parameter leaves."""
+def interpret(jaxpr, consts, args, tags, ctx, static_in=None):
+    """Evaluate ``jaxpr`` on ``args``; ``tags[i]`` marks inputs that are parameter leaves.
+
+    ``static_in[i]``: input i is a compile-time constant. Only scales built from such constants
+    (literals, closed-over constants) may enter a bias merge: a scale computed from parameters
+    or inputs would be frozen at its analysis value (the analysis runs on zeros).
+    """
     env: dict = {}
     tenv: dict = {}
+    static: set = set(jaxpr.constvars)
+    for v, st in zip(jaxpr.invars, static_in or [False] * len(jaxpr.invars)):
+        if st:
+            static.add(v)
+
+    def is_static(v):
+        return isinstance(v, Literal) or v in static
 
     def read(v):
         return v.val if isinstance(v, Literal) else env[v]
@@ -223,6 +237,8 @@ def interpret(jaxpr, consts, args, tags, ctx):
         return not isinstance(v, Literal) and consumers.get(v, 0) == 1
 
     def const_float(v, val):
+        if not is_static(v):
+            return None
         try:
             return float(val) if np.ndim(val) == 0 else None
         except (TypeError, jax.errors.ConcretizationTypeError):
@@ -259,7 +275,7 @@ def interpret(jaxpr, consts, args, tags, ctx):
                 k = 0 if intags[1] is not None else 1  # k: the product side
                 t = intags[1 - k]
                 o = oenv.get(eqn.invars[k]) if not isinstance(eqn.invars[k], Literal) else None
-                c = t.scale if isinstance(t.scale, float) else None
+                c = t.scale if isinstance(t.scale, float) and t.static else None
                 if o is not None and single(eqn.invars[k]) and c is not None and o[1] != 0.0:
                     free_dims, free_sizes = ctx.layouts[o[0]]
                     bshape = t.bcast[1] if t.bcast is not None else _shape(eqn.invars[1 - k])
@@ -282,7 +298,8 @@ def interpret(jaxpr, consts, args, tags, ctx):
             closed = eqn.params[_CALLS[name]]
             sub = getattr(closed, "jaxpr", closed)
             sub_consts = getattr(closed, "consts", ())
-            outs, outtags = interpret(sub, sub_consts, invals, intags, ctx)
+            outs, outtags = interpret(sub, sub_consts, invals, intags, ctx,
+                                      static_in=[is_static(v) for v in eqn.invars])
         elif any(t.bcast is not None for t in tagged):
             for t in tagged:  # a broadcast weight used other than as a bias
                 ctx.other.add(t.leaf)
@@ -291,7 +308,8 @@ def interpret(jaxpr, consts, args, tags, ctx):
                 math.prod(_shape(eqn.outvars[0])) != math.prod(_shape(eqn.invars[0])):
             outs = _bind(eqn, invals)
             t = intags[0]
-            outtags[0] = _Tag(t.leaf, t.scale, (tuple(eqn.params["broadcast_dimensions"]), _shape(eqn.invars[0])))
+            outtags[0] = _Tag(t.leaf, t.scale, (tuple(eqn.params["broadcast_dimensions"]), _shape(eqn.invars[0])),
+                              t.static)
         elif (name in _RELABEL or (name == "broadcast_in_dim" and
                                    math.prod(_shape(eqn.outvars[0])) == math.prod(_shape(eqn.invars[0])))) \
                 and intags[0] is not None and len(tagged) == 1:
@@ -312,7 +330,8 @@ def interpret(jaxpr, consts, args, tags, ctx):
                 scale = float(scale) if np.ndim(scale) == 0 else scale
             except (TypeError, jax.errors.ConcretizationTypeError):
                 pass  # a traced scale (e.g. a learned one): kept as a value
-            outtags[0] = _Tag(t.leaf, scale)
+            operand = None if name == "neg" else (eqn.invars[1] if intags[0] is not None else eqn.invars[0])
+            outtags[0] = _Tag(t.leaf, scale, None, t.static and (operand is None or is_static(operand)))
         elif (side := _structural(eqn, intags)) is not None:
             t = intags[side]
             uid = ctx.next_uid()
@@ -348,6 +367,8 @@ def interpret(jaxpr, consts, args, tags, ctx):
             env[v] = o
             if t is not None:
                 tenv[v] = t
+        if all(is_static(v) for v in eqn.invars):
+            static.update(eqn.outvars)
     outs = [read(v) for v in jaxpr.outvars]
     otags = [rtag(v) for v in jaxpr.outvars]
     return outs, otags

@@ -70,7 +70,8 @@ def eigenpro_parameters(eigenvalues, beta, *, n_eigen="auto", max_batch=None, al
     ``λ* = λ_1 (λ_q / λ_1)^α``; the critical batch size is ``m* = beta / λ*``.
     EigenPro 2: ``batch = min(int(m* + 1), max_batch)``; the step per example is ``1/beta``
     when the batch is below m* + 1, else ``0.99 · 2 / (beta + (batch − 1) λ*)``.
-    EigenPro 3: ``batch = min(int(beta / λ_q), max_batch)``, step per example ``1 / (2 beta)``.
+    EigenPro 3: ``batch = min(int(beta / λ_q), max_batch)``, step per example ``1 / (2 beta)``
+    (``1 / (beta + (batch − 1) λ_q)`` for a user batch above ``beta / λ_q``).
     """
     lam = np.asarray(eigenvalues, dtype=np.float64)
     k = len(lam)
@@ -133,7 +134,8 @@ def _preconditioner(acc, points, n_total, s, n_eigen, max_batch, alpha, ridge, r
                                              batch_size=batch_size, variant=variant)
     lam_q = lam_eff[q - 1]
     top = lam_eff[: q - 1]
-    D = (1.0 - (lam_q / top) ** alpha) / (s * top) if q > 1 else np.zeros(0)
+    # flatten with the ridge-shifted spectrum; normalise the Nyström eigenfunctions with the raw one
+    D = (1.0 - (lam_q / top) ** alpha) / (s * lam[: q - 1]) if q > 1 else np.zeros(0)
     return _Precond(q, E[:, : q - 1], D, lam_top, lam_eff, beta_eff, S), bs, lr
 
 
@@ -200,7 +202,8 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
         Preconditioning level q. "auto": the largest q whose critical batch size fits the
         memory budget (see :func:`eigenpro_parameters`).
     subsample_size : int or "auto"
-        Nyström subsample for the preconditioner: min(n, 2000) below 100 000 points, else 12 000.
+        Nyström subsample for the preconditioner: min(n, 2000) below 100 000 points, else 12 000
+        (EigenPro 2) or 5000 (EigenPro 3).
     batch_size : int or "auto"
         "auto": the critical batch size ``β/λ*`` (capped by memory).
     epochs : int
@@ -256,6 +259,9 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
         if y_val is None:
             raise ValueError("X_val was given without y_val.")
         y_val = np.asarray(y_val, dtype=dtype).reshape(len(X_val), -1)
+    if checkpoint is not None and random_state is None:
+        raise ValueError("checkpoint needs an explicit random_state: resuming must replay the same batches and "
+                         "preconditioner.")
     seed = _seed(random_state)
     if verbose is None:
         verbose = bool(_config.get()["verbose"])
@@ -311,9 +317,14 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
 
     W = state["weights"]
     history = state["history"]
+    if history and tol is not None and history[-1]["train_mse"] / y_scale < tol:
+        epochs = 0  # the checkpointed run had already converged: nothing more to do
     lr_now = float(state.get("lr_now", lr))
     vr_on = bool(state.get("vr_on", False))
-    prev_mse = history[-1]["train_mse"] if history else y_scale
+    if history:
+        prev_mse = history[-1]["train_mse"]
+    else:  # the loss of the starting weights (zeros, or init for a warm start)
+        prev_mse = float(np.mean(np.square(predict_rows(W, eval_idx) - y2[eval_idx]))) if np.any(W) else y_scale
     t_start = time.perf_counter()
     for epoch in range(state["epoch"], epochs):
         order = np.random.default_rng([seed, 2, epoch]).permutation(n)
@@ -397,8 +408,9 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
     from gradient to step is positive definite, so the fixed point is the exact least-squares
     solution, and λ_q bounds the preconditioned curvature, so ``batch = β/λ_q`` with step
     ``1/(2β)`` per example is stable. With ``projection="eigenpro"`` (no p×p factor) the
-    paper's form is used: the data preconditioner of the subsample, then an inexact
-    projection by two epochs of EigenPro 2 on the centers.
+    paper's data preconditioner (from the subsample) is applied to the batch gradient after an
+    inexact projection onto the centers (two epochs of EigenPro 2), and its correction is
+    projected the same way.
     """
     dtype = acc.dtype
     p = len(Z)
@@ -410,7 +422,7 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
     if projection == "cholesky":
         S = np.sort(rng.choice(n, size=s, replace=False))
         Xs = np.asarray(X[S], dtype=dtype)
-        beta = acc.diag_max(Xs) + ridge
+        beta = acc.diag_max(Xs) + ridge / n  # the ridge adds ridge/n per example in the centre coordinates
         Kzz = cacc.block(Z, Z).astype(np.float64)
         diag = np.einsum("ii->i", Kzz)  # a view: jitter is added in place, the factor overwrites Kzz
         jitter = 1e-12 * float(diag.sum()) / p
@@ -439,6 +451,9 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         w, Wv = np.maximum(w[order], 0.0), Wv[:, order]
         pos = w > 1e-14 * max(w[0], 1e-300)
         w, Wv = w[pos], Wv[:, pos]
+        if len(w) == 0:
+            raise ValueError("the kernel between the centers and the data subsample is zero to working precision; "
+                             "check the kernel's lengthscale against the data scale.")
         U = (G @ Wv) / np.sqrt(w)
         del G
         lam = w + ridge / n
@@ -504,6 +519,8 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
                 break
         return theta
 
+    # Inexact path: project the batch gradient onto the centers (inner EigenPro 2), then apply the
+    # data preconditioner to that projected gradient and project its correction again.
     # The data preconditioner is built for the full RKHS; seen through the projection onto the
     # centers it flattens the spectrum less than in EigenPro 2, so the curvature it leaves is
     # measured (power iteration on the subsample's loss, θ ↦ precondition(project(H_S θ)))

@@ -38,10 +38,11 @@ def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxit
     (Falkon): ``T = chol(K_mm + ε m I)``, ``A = chol(T Tᵀ / m + ridge I)``. Each CG iteration
     costs two passes of kernel products over the data (``ntkit.ops.kernel_matvec``, K_nm is
     never stored); the preconditioner costs O(m³) once. The penalty uses the jittered
-    ``K_mm + ε m I`` (ε = 1e-13 in float64, 1e-5 in float32, times max k(z, z)) — correcting
+    ``K_mm + ε m I`` (ε = 1e-13 in float64, 1e-5 in float32, times max(1, max k(z, z))) — correcting
     for ε exactly would cancel catastrophically when K_mm is near-singular — so the result is
     the exact solution of that system up to ``tol``; it differs from the unjittered Nyström
-    solution by O(ε m) relative.
+    solution by O(ε m) relative (for kernels with k(z, z) of order 1 or more; rescale a kernel
+    of much smaller scale in float32).
 
     Parameters
     ----------

@@ -109,6 +109,16 @@ def test_other_kinds_and_machines(digits_mlp, kind, machine, target):
     assert fid.kendall_tau > 0.5 and fid.surrogate_accuracy > 0.85, (kind, machine, fid)
 
 
+def test_svm_with_two_classes_of_ten(digits_mlp):
+    apply, params, Xtr, ytr, Xte, yte = digits_mlp
+    keep = np.isin(ytr, (0, 7))
+    sur = NTKSurrogate(apply, params, machine="svm").fit(Xtr[keep], ytr[keep])
+    test = np.isin(yte, (0, 7))
+    pred = sur.predict(Xte[test])
+    assert set(np.unique(pred)) <= {0, 7}
+    assert np.mean(pred == yte[test]) > 0.95
+
+
 def test_full_kind_small(digits_mlp):
     apply, params, Xtr, ytr, Xte, yte = digits_mlp
     sur = NTKSurrogate(apply, params, kind="full").fit(Xtr[:120], ytr[:120])

@@ -183,11 +183,17 @@ def _variants():
         return z @ p["W2"]
 
     out["gate_and_scale"] = (elementwise, {"W1": W1, "W2": W2, "gate": b, "scale": jnp.asarray(1.3)}, {"W1", "W2"})
+
+    def learned_gain(p, x):  # a bias after a learned (non-constant) gain must not be merged with a frozen ratio
+        h = x @ p["W1"].T
+        return jnp.tanh(h * jnp.exp(p["g"]) + p["b"]) @ p["W2"]
+
+    out["learned_gain"] = (learned_gain, {"W1": W1, "W2": W2, "g": jnp.asarray(0.7), "b": b}, {"W1", "W2"})
     return out, d
 
 
 @pytest.mark.parametrize("name", ["equinox_layout", "scaled_weights", "jitted_layer", "shared_weight", "scan",
-                                  "gate_and_scale"])
+                                  "gate_and_scale", "learned_gain"])
 def test_structure_rules_on_real_layouts(name):
     variants, d = _variants()
     apply, params, expect = variants[name]

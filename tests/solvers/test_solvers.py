@@ -210,6 +210,26 @@ def test_checkpoint_resume_after_a_crash_gives_the_same_weights(tmp_path, varian
     np.testing.assert_allclose(w, w_ref, rtol=1e-10, atol=1e-10 * np.abs(w_ref).max())
 
 
+def test_warm_start_and_checkpoint_rules(tmp_path):
+    X, y, _ = _data(n=600)
+    k = Laplace(1.0)
+    first = eigenpro(k, X, y, epochs=2, random_state=0)
+    # a warm start far from zero must not be rolled back for being worse than zero weights
+    bad_init = 50.0 * np.ones(600)
+    res = eigenpro(k, X, y, epochs=3, random_state=0, init=bad_init)
+    assert not any(h.get("rolled_back") for h in res.history)
+    assert res.history[-1]["train_mse"] < res.history[0]["train_mse"]
+    cont = eigenpro(k, X, y, epochs=2, random_state=0, init=first.weights)
+    assert cont.history[-1]["train_mse"] < first.history[-1]["train_mse"]
+    with pytest.raises(ValueError, match="checkpoint needs an explicit random_state"):
+        eigenpro(k, X, y, epochs=1, checkpoint=str(tmp_path / "c.npz"))
+    ck = str(tmp_path / "tol.npz")
+    done = eigenpro(k, X, y, epochs=50, tol=1e-6, random_state=1, checkpoint=ck)
+    again = eigenpro(k, X, y, epochs=50, tol=1e-6, random_state=1, checkpoint=ck)
+    np.testing.assert_array_equal(again.weights, done.weights)  # converged run is not trained further
+    assert len(again.history) == len(done.history)
+
+
 def test_bad_input():
     X, y, _ = _data(n=300)
     k = Laplace(1.0)
@@ -227,7 +247,7 @@ def test_bad_input():
     bad[0, 1] += 1.0
     with pytest.raises(ValueError, match="not symmetric positive semi-definite"):
         eigenpro("precomputed", bad, y)
-    with pytest.raises(ValueError, match="NaN or infinity .in float32.*rescale"):
+    with np.errstate(over="ignore"), pytest.raises(ValueError, match="NaN or infinity .in float32.*rescale"):
         eigenpro(lambda A, B: 1e200 * k(A, B), X.astype(np.float32), y)
     with pytest.raises(ValueError, match="finite positive kernel scale"):
         eigenpro_parameters(np.array([1.0, 0.5]), float("inf"))
