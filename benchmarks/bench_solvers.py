@@ -143,7 +143,7 @@ def large_case():
     Z = Xtr[np.random.default_rng(2).choice(n, p, replace=False)]
     with RssSampler() as rss:
         t0 = time.perf_counter()
-        res = eigenpro(Laplace(float(np.sqrt(d))), Xtr, ytr, centers=Z, ridge=RIDGE * n, epochs=10, X_val=Xte,
+        res = eigenpro(Laplace(float(np.sqrt(d))), Xtr, ytr, centers=Z, ridge=RIDGE * n, epochs=4, X_val=Xte,
                        y_val=yte, random_state=0, memory_budget="4GiB", verbose=False)
         t = time.perf_counter() - t0
     hist = "; ".join(f"epoch {h['epoch']}: {fmt_s(h['seconds'])}, test MSE {h['val_mse']:.4f}" for h in res.history)
