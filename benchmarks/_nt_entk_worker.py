@@ -39,6 +39,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # neural-tangents imports tensorflow at start-up
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _rss import RssSampler  # noqa: E402
+
 MODELS_PY = pathlib.Path(__file__).resolve().parents[1] / "ntkit" / "ntk" / "models.py"
 IMPLEMENTATIONS = {"jacobian": "JACOBIAN_CONTRACTION", "ntk_vp": "NTK_VECTOR_PRODUCTS",
                    "structured": "STRUCTURED_DERIVATIVES"}
@@ -47,40 +50,6 @@ _PARAM_KEY = re.compile(r"^(?P<prefix>(?:.*/)?)params/(?P<layer>\d+)/(?P<leaf>W|
 
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-class RssPeak:
-    """Peak resident memory above the level at entry, sampled every 2 ms (ru_maxrss cannot be reset,
-    and imports/data loading raise it above what the measured calls need)."""
-
-    def __init__(self):
-        import threading
-
-        self._page = os.sysconf("SC_PAGE_SIZE")
-        self._stop = threading.Event()
-        self.base = self.peak = self._rss()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _rss(self):
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * self._page
-
-    def _run(self):
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def extra_mib(self):
-        return (self.peak - self.base) / 2**20
 
 
 def parse_args(argv=None):
@@ -171,7 +140,7 @@ def _time(args, nt, jax, np, apply_fn, params_np, x_np, widths, t_import, model)
     kernel_fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=trace_axes, vmap_axes=0, implementation=impl))
 
     rss_before = peak_rss_mib()
-    with RssPeak() as sampler:
+    with RssSampler() as sampler:
         t0 = time.perf_counter()
         k = kernel_fn(x, None, params).block_until_ready()
         first = time.perf_counter() - t0

@@ -39,6 +39,7 @@ except ImportError:
 import numpy as np  # noqa: E402
 
 from _harness import best_time, fmt_s, machine, table  # noqa: E402
+from bench_gram import numpy_rbf  # noqa: E402
 
 MIB = 2.0**20
 
@@ -136,17 +137,6 @@ class Peer:
                     - getattr(ma, "alias_size_in_bytes", 0))
         except Exception:  # noqa: BLE001
             return None
-
-
-def numpy_rbf(X, Z, gamma):
-    K = X @ Z.T
-    K *= -2
-    K += np.einsum("ij,ij->i", X, X)[:, None]
-    K += np.einsum("ij,ij->i", Z, Z)[None, :]
-    np.maximum(K, 0, out=K)
-    K *= -gamma
-    np.exp(K, out=K)
-    return K
 
 
 def _ntkit_timed(fn, repeats):

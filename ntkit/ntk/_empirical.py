@@ -706,23 +706,16 @@ def _compute(apply_fn, treedef, leaves, x1, x2, dtype, deriv, impl, kind, kind_h
         return out
 
     pair = eng.pair_fn(pair_kind)
-    out = np.empty(out_shape, dtype)
     t1 = _tiles(n1, b)
     t2 = t1 if symmetric else _tiles(n2, b)
-    jobs = [(i, j) for i in range(len(t1)) for j in range(len(t2)) if not symmetric or j >= i]
-    bar = _progress(len(jobs), verbose, "eNTK tiles")
-    for i, j in jobs:
+
+    def block(i, j):
         (s1, e1), (s2, e2) = t1[i], t2[j]
         f1 = tile_factors(1, s1, e1)
         f2 = f1 if symmetric and i == j else tile_factors(1 if symmetric else 2, s2, e2)
-        blk = np.asarray(pair(f1, f2))[: e1 - s1, : e2 - s2]
-        out[s1:e1, s2:e2] = blk
-        if symmetric and j != i:
-            out[s2:e2, s1:e1] = blk.transpose((1, 0, 3, 2) if blk.ndim == 4 else (1, 0))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        return pair(f1, f2)
+
+    out = _fill_tiles(np.empty(out_shape, dtype), t1, t2, symmetric, block, verbose, "eNTK tiles")
     if normalize == "cosine":
         diag = eng.diag_fn("trace")
         d1 = np.concatenate([np.asarray(diag(tile_factors(1, s, e)))[: e - s] for s, e in t1])
@@ -750,6 +743,24 @@ def _out_shape(kind, pair_kind, deriv, n1, n2, O):
     return (n1, n2)
 
 
+def _fill_tiles(out, t1, t2, symmetric, block, verbose, desc):
+    """Fill ``out`` tile by tile from ``block(i, j)`` (padded tiles are cropped); with ``symmetric``
+    only tiles j >= i are computed and mirrored: Θ(x_j, x_i)_{ab} = Θ(x_i, x_j)_{ba}."""
+    jobs = [(i, j) for i in range(len(t1)) for j in range(len(t2)) if not symmetric or j >= i]
+    bar = _progress(len(jobs), verbose, desc)
+    for i, j in jobs:
+        (s1, e1), (s2, e2) = t1[i], t2[j]
+        blk = np.asarray(block(i, j))[: e1 - s1, : e2 - s2]
+        out[s1:e1, s2:e2] = blk
+        if symmetric and j != i:
+            out[s2:e2, s1:e1] = blk.transpose((1, 0, 3, 2) if blk.ndim == 4 else (1, 0))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return out
+
+
 def _progress(total, verbose, desc):
     if not verbose or total <= 1:
         return None
@@ -770,22 +781,13 @@ def _compute_vp(eng, leaves, x1, x2, xcast, kind, pair_kind, deriv, normalize, b
             out[i] = blk[0, 0]
         return out
     pair = eng.vp_pair_fn(pair_kind)
-    out = np.empty(out_shape, dtype)
     t1, t2 = _tiles(n1, b), _tiles(n2, b)
-    jobs = [(i, j) for i in range(len(t1)) for j in range(len(t2)) if not symmetric or j >= i]
-    bar = _progress(len(jobs), verbose, "eNTK tiles (ntk_vp)")
-    for i, j in jobs:
+
+    def block(i, j):
         (s1, e1), (s2, e2) = t1[i], t2[j]
-        xa = xcast(_pad(np.asarray(x1[s1:e1]), b))
-        xb = xcast(_pad(np.asarray(src2[s2:e2]), b))
-        blk = np.asarray(pair(leaves, xa, xb))[: e1 - s1, : e2 - s2]
-        out[s1:e1, s2:e2] = blk
-        if symmetric and j != i:
-            out[s2:e2, s1:e1] = blk.transpose((1, 0, 3, 2) if blk.ndim == 4 else (1, 0))
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        return pair(leaves, xcast(_pad(np.asarray(x1[s1:e1]), b)), xcast(_pad(np.asarray(src2[s2:e2]), b)))
+
+    out = _fill_tiles(np.empty(out_shape, dtype), t1, t2, symmetric, block, verbose, "eNTK tiles (ntk_vp)")
     if normalize == "cosine":
         d = np.array([np.asarray(pair(leaves, xcast(x1[i:i + 1]), xcast(x1[i:i + 1])))[0, 0] for i in range(n1)])
         d2 = d if symmetric else np.array(
