@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-PACKAGES = ["ntkit", "ntkit.kernels", "ntkit.ops"]
+PACKAGES = ["ntkit", "ntkit.kernels", "ntkit.ops", "ntkit.theory", "ntkit.theory.profiles"]
 
 
 @pytest.mark.parametrize("modname", PACKAGES)
