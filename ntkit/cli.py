@@ -1,4 +1,4 @@
-"""The ``ntkit`` command line: ``ntkit tour``, ``ntkit info``."""
+"""The ``ntkit`` command line: ``ntkit tour``, ``ntkit risk``, ``ntkit info``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,27 @@ def main(argv=None) -> int:
     p_tour.add_argument("--quick", action="store_true", help="a small subset, for smoke tests")
     p_tour.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("info", help="show which backends are built")
+    p_risk = sub.add_parser("risk", help="predicted learning curves of spectral algorithms on a power-law problem",
+                            description="Risk curves (ntkit.theory.risk_curve) for lambda_l = l^-nu, c_l^2 = "
+                            "l^-(kappa+1): each profile at its optimal regularisation (a grid), written to "
+                            "OUT/risk.csv and OUT/risk.png.")
+    p_risk.add_argument("--nu", type=float, default=1.5, help="spectral decay nu (default 1.5)")
+    p_risk.add_argument("--kappa", type=float, default=1.0, help="target decay kappa (default 1.0)")
+    p_risk.add_argument("--noise", type=float, default=0.1, help="label-noise variance (default 0.1)")
+    p_risk.add_argument("--modes", type=int, default=100_000, help="number of modes (default 100000)")
+    p_risk.add_argument("--n-min", type=int, default=10)
+    p_risk.add_argument("--n-max", type=int, default=10_000)
+    p_risk.add_argument("--points", type=int, default=30, help="N values, log-spaced (default 30)")
+    p_risk.add_argument("--model", default="gaussian", choices=["gaussian", "translation_invariant", "nmno"])
+    p_risk.add_argument("--profiles", default="krr,gradient_flow",
+                        help="comma list of krr, gradient_flow, iterated_tikhonov2, spectral_cutoff")
+    p_risk.add_argument("--out", default="risk", help="output folder (default: risk)")
     args = parser.parse_args(argv)
+    if args.command == "risk":
+        from ._risk_cli import run_risk
+
+        print(run_risk(args))
+        return 0
     if args.command == "info":
         from . import show_backends
 

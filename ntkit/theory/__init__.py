@@ -13,10 +13,10 @@ Convention: λ are eigenvalues of K/N (of the kernel integral operator in the po
 """
 
 from . import profiles
-from ._powerlaw import power_law, power_law_exponent
+from ._powerlaw import circle_power_law, power_law, power_law_exponent
 from ._risk import RiskCurve, risk_curve
 from ._simulate import SimulatedRisk, simulate_risk
 from ._spectrum import Spectrum, estimate_spectrum
 
-__all__ = ["profiles", "risk_curve", "RiskCurve", "power_law", "power_law_exponent", "estimate_spectrum",
+__all__ = ["profiles", "risk_curve", "RiskCurve", "power_law", "circle_power_law", "power_law_exponent", "estimate_spectrum",
            "Spectrum", "simulate_risk", "SimulatedRisk"]

@@ -345,9 +345,16 @@ def _contour_group(ms, N, profiles, noise, delta, rtol, max_nodes):
             if np.all(np.abs(cur - prev) <= rtol * scale):
                 break
             if 2 * M > max_nodes:
+                change = np.abs(cur - prev) / scale
+                bad = (change[: len(profiles)] > 1e-4) | (change[len(profiles):] > 1e-4)
                 warnings.warn(f"the contour integral at N = {int(N)} did not converge to {rtol:g} with {M} nodes "
-                              f"(change {np.max(np.abs(cur - prev) / scale):.1e}); the profile may vary on scales "
-                              "far below the spectrum's.", RuntimeWarning, stacklevel=4)
+                              f"(change {np.max(change):.1e}); {int(bad.sum())} profile(s) set to NaN. The profile "
+                              "varies on scales far below the spectrum's (e.g. gradient flow with time >> 1/λ_N: "
+                              "use a shorter time, or krr(0) for the interpolation limit).", RuntimeWarning,
+                              stacklevel=4)
+                cur[: len(profiles)][bad] = np.nan
+                cur[len(profiles):][bad] = np.nan
+                bias, var1 = cur[: len(profiles)], cur[len(profiles):]
                 break
         prev = cur
         M *= 2

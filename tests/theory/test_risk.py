@@ -296,3 +296,18 @@ def test_plot_returns_axes(wishart):
     lam, c = wishart
     ax = risk_curve(lam, c, [10, 100], profile=profiles.krr([1e-4, 1e-2]), noise=0.1).plot()
     assert ax.get_xscale() == "log" and len(ax.lines) >= 2
+
+
+def test_cli_risk_writes_csv_and_png(tmp_path):
+    import csv
+
+    from ntkit.cli import main
+
+    out = tmp_path / "risk"
+    assert main(["risk", "--modes", "2000", "--points", "4", "--n-max", "300", "--profiles", "krr,spectral_cutoff",
+                 "--model", "nmno", "--out", str(out)]) == 0
+    rows = list(csv.reader(open(out / "risk.csv")))
+    assert rows[0] == ["n_samples", "krr", "spectral_cutoff"] and len(rows) == 5
+    vals = np.array(rows[1:], dtype=float)
+    assert np.all(np.isfinite(vals)) and np.all(np.diff(vals[:, 1]) < 0)  # the risk falls with N
+    assert (out / "risk.png").stat().st_size > 1000
