@@ -266,7 +266,15 @@ class _Contour:
             key = (M, self.b)
             if key not in self.cache:
                 kap = self.c + self.a * np.cos(th) + 1j * self.b * np.sin(th)
-                s = self.ms.evaluate(kap)
+                half = self.cache.get((M // 2, self.b))
+                if half is None:
+                    s = self.ms.evaluate(kap)
+                else:  # nested nodes: the even ones are the previous level's
+                    odd = self.ms.evaluate(kap[1::2])
+                    s = {}
+                    for name, v in odd.items():
+                        s[name] = np.empty(M, v.dtype)
+                        s[name][0::2], s[name][1::2] = half[1][name], v
                 # Φ(κ) = Im(κ G(κ)) / (N Im κ) off the axis, F2/N on it
                 with np.errstate(divide="ignore", invalid="ignore"):
                     phi = np.where(np.abs(kap.imag) > 1e-12 * np.abs(kap), (kap * s["G"]).imag / kap.imag,
@@ -513,9 +521,8 @@ def risk_curve(eigenvalues, target_coeffs, n_samples, *, profile, noise=0.0, mod
             raise InvalidParameterError(f"frequencies must be integers with the shape of eigenvalues {lam.shape}; got "
                                         f"shape {freq.shape}, dtype {freq.dtype}.")
         for j, n in enumerate(N):
-            lam_hat = np.bincount(np.unique(np.mod(freq, n), return_inverse=True)[1], weights=lam)
+            b, v, lam_hat = _aliasing(lam, c2, freq, n, lambda x: prof(x).reshape(-1, len(x)), noise)
             _check_gd(prof, lam_hat.max(), f"the aliased spectrum at N = {n}")
-            b, v, _ = _aliasing(lam, c2, freq, n, lambda x: prof(x).reshape(-1, len(x)), noise)
             fb[:, j], fv[:, j] = b, v
         return RiskCurve(N, bias + var, bias, var, prof, model, noise)
     if frequencies is not None:
@@ -534,7 +541,7 @@ def risk_curve(eigenvalues, target_coeffs, n_samples, *, profile, noise=0.0, mod
         b, v = _eigenlearning(ms, N[None, :], prof.krr_ridge.reshape(-1, 1), noise)
         fb[...], fv[...] = b, v
         return RiskCurve(N, bias + var, bias, var, prof, model, noise)
-    if prof.lr_steps is not None:
+    if prof.lr is not None:
         for n in N:
             edge = float(_upper_edge(ms, n))
             _check_gd(prof, edge, f"the upper edge of the empirical spectrum at N = {n}")
@@ -550,9 +557,9 @@ def risk_curve(eigenvalues, target_coeffs, n_samples, *, profile, noise=0.0, mod
 
 
 def _check_gd(prof, lam_max, what):
-    if prof.lr_steps is None:
+    lr = prof.lr
+    if lr is None:
         return
-    lr = prof.lr_steps[0]
     if np.any(lr * lam_max >= 2):
         raise InvalidParameterError(
             f"gradient descent with lr = {float(np.max(lr)):.4g} diverges: lr · λ_max must be < 2, and λ_max is "

@@ -57,6 +57,7 @@ def estimate_spectrum(kernel, X, y, *, n_components=None, method="auto", random_
     >>> bool(abs(np.sum(sp.target_coeffs**2) - np.mean(y**2)) < 1e-10)
     True
     """
+    from ..ops import plan_blocks
     from ..solvers._access import KernelAccess, idx
 
     if method not in ("auto", "dense", "nystrom"):
@@ -103,7 +104,8 @@ def estimate_spectrum(kernel, X, y, *, n_components=None, method="auto", random_
         L = scipy.linalg.cholesky(W, lower=True, check_finite=False)
         CtC = np.zeros((m, m))
         Cty = np.zeros((m, y2.shape[1]))
-        step = max(256, int(2**27 // (8 * m)))
+        step = plan_blocks(n, m, n_features=int(np.prod(X.shape[1:])), n_targets=y2.shape[1],
+                           memory_budget=memory_budget).block_rows
         for i in range(0, n, step):
             Cb = zacc.block(np.asarray(X[i:i + step]), idx(np.arange(m))).astype(np.float64)
             CtC += Cb.T @ Cb

@@ -73,8 +73,10 @@ class Profile:
         there). ``inf`` (the default) lets ntkit pick half the top eigenvalue. h must be
         analytic on a neighbourhood of ``[−radius/2, ∞)`` (and of the spectrum in the complex
         plane) for the Gaussian model's contour method; the cut-off is handled separately.
-    cutoff : array, optional
-        Threshold of a spectral cut-off profile (non-analytic; evaluated on the real axis).
+    family : str, optional
+        Set by the factories below (their function name, e.g. "krr", "spectral_cutoff"): tells
+        :func:`~ntkit.theory.risk_curve` which closed form or check applies. Leave it unset for
+        a custom profile.
 
     Examples
     --------
@@ -89,8 +91,7 @@ class Profile:
     >>> custom = profiles.Profile(lambda lam: np.tanh(3 * lam), name="tanh")  # any h with h(0) = 0
     """
 
-    def __init__(self, func, params=None, *, name="custom", analytic_radius=np.inf, cutoff=None, krr_ridge=None,
-                 lr_steps=None):
+    def __init__(self, func, params=None, *, name="custom", analytic_radius=np.inf, family=None):
         if not callable(func):
             raise InvalidParameterError(f"Profile needs a callable h(lam); got {type(func).__name__}.")
         self.func = func
@@ -100,9 +101,7 @@ class Profile:
         self.params = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), shape) for k, v in params.items()}
         self.shape = tuple(shape)
         self.analytic_radius = np.broadcast_to(np.asarray(analytic_radius, dtype=np.float64), shape)
-        self.cutoff = None if cutoff is None else np.broadcast_to(np.asarray(cutoff, dtype=np.float64), shape)
-        self.krr_ridge = None if krr_ridge is None else np.broadcast_to(np.asarray(krr_ridge, np.float64), shape)
-        self.lr_steps = lr_steps  # (lr, steps) arrays for gradient descent's stability check
+        self.family = family
         if not params:
             with np.errstate(all="ignore"):
                 h0 = np.asarray(func(np.zeros(1)), dtype=np.complex128)
@@ -115,6 +114,24 @@ class Profile:
     @property
     def size(self):
         return int(np.prod(self.shape, dtype=np.int64))
+
+    def _param_of(self, family, key):
+        return self.params[key] if self.family == family else None
+
+    @property
+    def cutoff(self):
+        """The threshold(s) of a spectral cut-off (non-analytic), else None."""
+        return self._param_of("spectral_cutoff", "threshold")
+
+    @property
+    def krr_ridge(self):
+        """The ridge(s) of a KRR profile (closed form available), else None."""
+        return self._param_of("krr", "ridge")
+
+    @property
+    def lr(self):
+        """The step size(s) of gradient descent (for its stability check), else None."""
+        return self._param_of("gradient_descent", "lr")
 
     @property
     def analytic(self):
@@ -145,9 +162,7 @@ class Profile:
         p.params = {k: np.asarray(v[idx]) for k, v in self.params.items()}
         p.shape = ()
         p.analytic_radius = np.asarray(self.analytic_radius[idx])
-        p.cutoff = None if self.cutoff is None else np.asarray(self.cutoff[idx])
-        p.krr_ridge = None if self.krr_ridge is None else np.asarray(self.krr_ridge[idx])
-        p.lr_steps = None if self.lr_steps is None else tuple(np.asarray(a[idx]) for a in self.lr_steps)
+        p.family = self.family
         return p
 
     def describe(self):
@@ -174,7 +189,7 @@ def krr(ridge):
     ``ridge = 0`` is ridgeless interpolation (closed form only).
     """
     r = _param(ridge, "ridge", "krr", allow_zero=True)
-    return Profile(_krr, {"ridge": r}, name="krr", analytic_radius=r, krr_ridge=r)
+    return Profile(_krr, {"ridge": r}, name="krr", analytic_radius=r, family="krr")
 
 
 def _gf(lam, time):
@@ -184,7 +199,8 @@ def _gf(lam, time):
 def gradient_flow(time):
     """Gradient flow on the square loss for ``time``: ``h(λ) = 1 − exp(−time·λ)`` (entire)."""
     t = _param(time, "time", "gradient_flow")
-    return Profile(_gf, {"time": t}, name="gradient_flow", analytic_radius=2.0 / t)
+    return Profile(_gf, {"time": t}, name="gradient_flow", analytic_radius=2.0 / t,
+                   family="gradient_flow")
 
 
 def _gd(lam, steps, lr):
@@ -200,7 +216,7 @@ def gradient_descent(steps, lr):
     s = _param(steps, "steps", "gradient_descent", integer=True)
     a = _param(lr, "lr", "gradient_descent")
     s, a = np.broadcast_arrays(s, a)
-    return Profile(_gd, {"steps": s, "lr": a}, name="gradient_descent", lr_steps=(a, s),
+    return Profile(_gd, {"steps": s, "lr": a}, name="gradient_descent", family="gradient_descent",
                    analytic_radius=2.0 / (a * s))
 
 
@@ -215,7 +231,8 @@ def iterated_tikhonov(ridge, order):
     if np.any(m < 1):
         raise InvalidParameterError(f"The 'order' parameter of iterated_tikhonov must be >= 1. Got {order!r}.")
     r, m = np.broadcast_arrays(r, m)
-    return Profile(_it, {"ridge": r, "order": m}, name="iterated_tikhonov", analytic_radius=r)
+    return Profile(_it, {"ridge": r, "order": m}, name="iterated_tikhonov", analytic_radius=r,
+                   family="iterated_tikhonov")
 
 
 def _cut(lam, threshold):
@@ -225,7 +242,7 @@ def _cut(lam, threshold):
 def spectral_cutoff(threshold):
     """Spectral cut-off (PCR): ``h(λ) = 1[λ ≥ threshold]``; non-analytic, evaluated on the real axis."""
     t = _param(threshold, "threshold", "spectral_cutoff")
-    return Profile(_cut, {"threshold": t}, name="spectral_cutoff", cutoff=t)
+    return Profile(_cut, {"threshold": t}, name="spectral_cutoff", family="spectral_cutoff")
 
 
 def as_profile(profile):
