@@ -240,6 +240,9 @@ def _nodes(M):
     return th, dth
 
 
+_CONTOUR_SUMS = ("S", "G", "S2", "F2")
+
+
 class _Contour:
     """The κ-plane contour for one N: an ellipse through κ(−δ) and left of the upper edge.
 
@@ -250,10 +253,10 @@ class _Contour:
     through −δ that encloses the spectrum of Σ̂ and no singularity of h.
     """
 
-    def __init__(self, ms, N, delta):
+    def __init__(self, ms, N, delta, kR=None, ke=None):
         self.ms, self.N = ms, float(N)
-        self.kR = float(_solve_kappa(ms, N, delta))
-        ke = float(_kappa_edge(ms, N))
+        self.kR = float(_solve_kappa(ms, N, delta)) if kR is None else float(kR)
+        ke = float(_kappa_edge(ms, N)) if ke is None else float(ke)
         self.kL = ke - 0.5 * (self.kR - ke)
         self.c = 0.5 * (self.kL + self.kR)
         self.a = 0.5 * (self.kR - self.kL)
@@ -261,20 +264,25 @@ class _Contour:
         self.cache = {}
 
     def sums(self, M):
+        """Nodes, z, dz and the mode sums for M nodes. The contour is symmetric about the real
+        axis (node M−k is the conjugate of node k), so the sums are evaluated on the upper half."""
         th, dth = _nodes(M)
+        half_n = M // 2 + 1  # nodes 0..M/2: θ ∈ [0, π]
         for _ in range(8):
             key = (M, self.b)
             if key not in self.cache:
                 kap = self.c + self.a * np.cos(th) + 1j * self.b * np.sin(th)
-                half = self.cache.get((M // 2, self.b))
-                if half is None:
-                    s = self.ms.evaluate(kap)
+                kap[half_n:] = np.conj(kap[1:M // 2][::-1])
+                prev = self.cache.get((M // 2, self.b))
+                if prev is None:
+                    up = self.ms.evaluate(kap[:half_n], _CONTOUR_SUMS)
                 else:  # nested nodes: the even ones are the previous level's
-                    odd = self.ms.evaluate(kap[1::2])
-                    s = {}
+                    odd = self.ms.evaluate(kap[1:half_n:2], _CONTOUR_SUMS)
+                    up = {}
                     for name, v in odd.items():
-                        s[name] = np.empty(M, v.dtype)
-                        s[name][0::2], s[name][1::2] = half[1][name], v
+                        up[name] = np.empty(half_n, v.dtype)
+                        up[name][0::2], up[name][1::2] = prev[1][name][: M // 4 + 1], v
+                s = {name: np.concatenate([v, np.conj(v[1:M // 2][::-1])]) for name, v in up.items()}
                 # Φ(κ) = Im(κ G(κ)) / (N Im κ) off the axis, F2/N on it
                 with np.errstate(divide="ignore", invalid="ignore"):
                     phi = np.where(np.abs(kap.imag) > 1e-12 * np.abs(kap), (kap * s["G"]).imag / kap.imag,
@@ -294,58 +302,80 @@ class _Contour:
 
 
 def _pair_matrix(kap, s, N, rows):
-    """``A[i, j] = [Σ c²/((λ+κᵢ)(λ+κⱼ))] / [1 − (1/N) Σ λ²/((λ+κᵢ)(λ+κⱼ))]`` for i in rows."""
-    K1 = kap[rows, None]
-    K2 = kap[None, :]
-    S, G = s["S"], s["G"]
+    """``A[i, j] = [Σ c²/((λ+κᵢ)(λ+κⱼ))] / [1 − (1/N) Σ λ²/((λ+κᵢ)(λ+κⱼ))]`` for i in rows.
+
+    With z(κ) = −κ(1 − G(κ)/N) and the partial fractions of 1/((λ+κᵢ)(λ+κⱼ)) this is the
+    divided difference ``(S(κᵢ) − S(κⱼ)) / (z(κᵢ) − z(κⱼ))``, and ``S2 / (1 − F2/N)`` = dS/dz on
+    the diagonal.
+    """
+    S = s["S"]
+    z = -kap * (1 - s["G"] / N)
+    dzm = z[rows, None] - z[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
-        num = (S[rows, None] - S[None, :]) / (K2 - K1)
-        den = 1 - (K1 * G[rows, None] - K2 * G[None, :]) / ((K1 - K2) * N)
-    close = np.abs(K1 - K2) <= 1e-7 * np.abs(K1)
+        A = (S[rows, None] - S[None, :]) / dzm
+    # coincident nodes (the diagonal, and nodes that the clustering packs within rounding of each
+    # other, where the weights vanish): the derivative, averaged over the pair
+    close = np.abs(dzm) <= 1e-7 * np.abs(z[rows, None])
     if close.any():
-        S2m = 0.5 * (s["S2"][rows, None] + s["S2"][None, :])
-        F2m = 0.5 * (s["F2"][rows, None] + s["F2"][None, :])
-        num = np.where(close, S2m, num)
-        den = np.where(close, 1 - F2m / N, den)
-    return num / den
+        i, j = np.nonzero(close)
+        d = s["S2"] / (1 - s["F2"] / N)
+        A[i, j] = 0.5 * (d[rows[i]] + d[j])
+    return A
 
 
-def _contour_risk(ms, N, profiles, noise, rtol=1e-10, max_nodes=8192):
-    """Gaussian-model bias and variance at one N for a list of scalar analytic profiles.
+def _upper_rows(M):
+    """Rows 0..M/2 of a conjugate-symmetric node set and their weights (2 for the rows whose
+    conjugate is another node, 1 for the two real-axis nodes): ``Re Σ_all = Re Σ_rows weight·(…)``."""
+    rows = np.arange(M // 2 + 1)
+    wt = np.full(len(rows), 2.0)
+    wt[0] = wt[-1] = 1.0
+    return rows, wt
+
+
+def _contour_risk(ms, Ns, profiles, noise, rtol=1e-10, max_nodes=8192):
+    """Gaussian-model bias and variance, shape (n_profiles, len(Ns)), for scalar analytic profiles.
 
     Profiles whose analytic radii are within a factor 10 share one contour (crossing at half
-    the smallest radius); others get their own.
+    the smallest radius); others get their own. The contours' real crossings are solved for all
+    N at once, and each N starts one doubling below the node count the previous N needed.
     """
+    Ns = np.asarray(Ns)
     radius = np.array([min(float(p.analytic_radius), ms.lam1) for p in profiles])
-    bias = np.empty(len(profiles))
-    var = np.empty(len(profiles))
+    bias = np.empty((len(profiles), len(Ns)))
+    var = np.empty((len(profiles), len(Ns)))
     order = np.argsort(radius)
+    ke = _kappa_edge(ms, Ns) if len(Ns) else Ns
     start = 0
     while start < len(order):
         stop = start + 1
         while stop < len(order) and radius[order[stop]] <= 10 * radius[order[start]]:
             stop += 1
         group = order[start:stop]
-        b, v = _contour_group(ms, N, [profiles[i] for i in group], noise, 0.5 * radius[order[start]], rtol,
-                              max_nodes)
-        bias[group], var[group] = b, v
+        delta = 0.5 * radius[order[start]]
+        kR = _solve_kappa(ms, Ns, delta)
+        M = 128
+        for j, N in enumerate(Ns):
+            cont = _Contour(ms, N, delta, kR[j], ke[j])
+            b, v, M = _contour_group(cont, [profiles[i] for i in group], noise, rtol, max_nodes, max(128, M // 2))
+            bias[group, j], var[group, j] = b, v
         start = stop
     return bias, var
 
 
-def _contour_group(ms, N, profiles, noise, delta, rtol, max_nodes):
-    cont = _Contour(ms, N, delta)
+def _contour_group(cont, profiles, noise, rtol, max_nodes, M=128):
+    ms, N = cont.ms, cont.N
     prev = None
-    M = 128
     while True:
         kap, z, dz, s = cont.sums(M)
         H = np.stack([np.asarray(p(z), dtype=np.complex128) for p in profiles])  # (np, M)
         w1 = (1 - H) * (kap / z) * dz / (2j * np.pi)  # bias = ∮∮ (1−h₁)(1−h₂)(κ₁κ₂/z₁z₂) A dz₁dz₂/(2πi)²
-        AW = np.zeros((M, len(profiles)), np.complex128)
-        for r0 in range(0, M, 512):
-            rows = np.arange(r0, min(M, r0 + 512))
+        # h(z̄) = conj h(z): the rows of the lower half are the conjugates of the upper half's
+        up, wt = _upper_rows(M)
+        AW = np.zeros((len(up), len(profiles)), np.complex128)
+        for r0 in range(0, len(up), 512):
+            rows = up[r0:r0 + 512]
             AW[rows] = _pair_matrix(kap, s, cont.N, rows) @ w1.T
-        bias = np.einsum("pm,mp->p", w1, AW).real
+        bias = np.einsum("pm,mp,m->p", w1[:, up], AW, wt).real
         var1 = (np.sum(H**2 / z * (kap / z) * s["G"] * dz, axis=1) / (2j * np.pi)).real / cont.N
         cur = np.concatenate([bias, var1])
         if prev is not None:
@@ -370,7 +400,7 @@ def _contour_group(ms, N, profiles, noise, delta, rtol, max_nodes):
     if hmax > 1e8:
         warnings.warn(f"|h(z)| reaches {hmax:.1e} on the contour at N = {int(N)}; expect cancellation errors "
                       "(a profile with a very large time or step count?).", RuntimeWarning, stacklevel=4)
-    return bias, noise * var1
+    return bias, noise * var1, M
 
 
 # ---------------------------------------------------------------- the cut-off (non-analytic)
@@ -419,11 +449,10 @@ def _cutoff_risk(ms, N, threshold, noise, n_nodes=400):
     s = ms.evaluate(kap)
     w = (kap / z) * dz / (2j * np.pi)  # h = 1 inside this contour, 0 on [0, θ)
     lin = np.sum(w * s["S"]).real
-    M = len(kap)
-    quad = 0.0
-    for r0 in range(0, M, 512):
-        rows = np.arange(r0, min(M, r0 + 512))
-        quad += (w[rows] @ (_pair_matrix(kap, s, N, rows) @ w)).real
+    quad = 0.0  # rows of the lower arc are the conjugates of the upper arc's
+    for r0 in range(0, len(kz), 512):
+        rows = np.arange(r0, min(len(kz), r0 + 512))
+        quad += 2 * (w[rows] @ (_pair_matrix(kap, s, N, rows) @ w)).real
     bias = ms.sum_c2 - 2 * lin + quad
     var = noise / N * (np.sum(1 / z * (kap / z) * s["G"] * dz) / (2j * np.pi)).real
     return float(bias), float(var)
@@ -542,17 +571,15 @@ def risk_curve(eigenvalues, target_coeffs, n_samples, *, profile, noise=0.0, mod
         fb[...], fv[...] = b, v
         return RiskCurve(N, bias + var, bias, var, prof, model, noise)
     if prof.lr is not None:
-        for n in N:
-            edge = float(_upper_edge(ms, n))
-            _check_gd(prof, edge, f"the upper edge of the empirical spectrum at N = {n}")
+        edges = _upper_edge(ms, N)
+        j = int(np.argmax(edges))
+        _check_gd(prof, float(edges[j]), f"the upper edge of the empirical spectrum at N = {N[j]}")
     if prof.cutoff is not None:
         for i, p in enumerate(flat):
             for j, n in enumerate(N):
                 fb[i, j], fv[i, j] = _cutoff_risk(ms, n, float(p.cutoff), noise)
         return RiskCurve(N, bias + var, bias, var, prof, model, noise)
-    for j, n in enumerate(N):
-        b, v = _contour_risk(ms, n, flat, noise, rtol=rtol)
-        fb[:, j], fv[:, j] = b, v
+    fb[...], fv[...] = _contour_risk(ms, N, flat, noise, rtol=rtol)
     return RiskCurve(N, bias + var, bias, var, prof, model, noise)
 
 

@@ -12,6 +12,8 @@ below ``(J + 2) ρ^{J+1} / (1 − ρ)²`` times the band's leading term, ρ = r 
 is summed through its moments only when ρ ≤ ``rho_max`` for every evaluation point (and it
 holds more modes than moments); otherwise its modes are summed one by one. With the
 defaults (J = 18, ρ ≤ 0.12) the truncation is below 1e-15 relative.
+The series is evaluated as ``t^p Σ_j C_p(j) m̃_j u^j`` with ``t = 1/(λ_c + κ)``, ``u = r·t`` and
+the scaled moments ``m̃_j = m_j / r^j`` (bounded by Σ w), so no power over- or underflows.
 """
 
 from __future__ import annotations
@@ -59,17 +61,20 @@ class ModeSums:
         self.count = ends - starts
         J = self.order
         nb = len(starts)
-        # moments m_j of the three weight families per band: (3, nb, J+1)
-        self.moments = np.zeros((3, nb, J + 1))
+        # scaled moments m̃_j = m_j / r^j = Σ_l w_l (δ_l / r)^j of the three weight families per band,
+        # (3, nb, J+1); 0 for j ≥ 1 when r = 0
+        self.scaled = np.zeros((3, nb, J + 1))
         if nb:
             bidx = np.repeat(np.arange(nb), self.count)
             d = lp - self.center[bidx]
             w = np.stack([self.c2[pos], lp, lp * lp])
+            rb = self.radius[bidx]
+            e = np.divide(d, rb, out=np.zeros_like(d), where=rb > 0)
             pw = np.ones_like(d)
             for j in range(J + 1):
                 for f in range(3):
-                    self.moments[f, :, j] = np.bincount(bidx, weights=w[f] * pw, minlength=nb)
-                pw = pw * d
+                    self.scaled[f, :, j] = np.bincount(bidx, weights=w[f] * pw, minlength=nb)
+                pw = pw * e
 
     # which bands may be compressed for these evaluation points
     def _plan(self, kap):
@@ -113,18 +118,27 @@ class ModeSums:
                 for name in which:
                     f, p = spec[name]
                     out[name][i:i + step] = (inv if p == 1 else inv2) @ weights[f]
-        # compressed bands
+        # compressed bands: Σ_j C_p(j) m_j t^{j+p} = t^p Σ_j C_p(j) m̃_j u^j with u = r·t (|u| ≤ ρ) and the
+        # scaled moments m̃_j = m_j / r^j, so nothing overflows; the inner sums of all requested
+        # names are one batched product over bands, (nb, K, J+1) @ (nb, J+1, names)
         if comp.any():
-            cen = self.center[comp]
-            t = 1.0 / (cen[None, :] + k[:, None])  # (K, nb)
-            for name in which:
-                f, p = spec[name]
-                m = self.moments[f][comp]  # (nb, J+1)
-                acc = np.zeros(t.shape, dt)
-                for j in range(self.order, -1, -1):  # Horner in t
-                    coef = (-1.0) ** j * (1.0 if p == 1 else j + 1.0)
-                    acc = acc * t + coef * m[:, j]
-                out[name] += np.sum(acc * t**p, axis=1)
+            cen, rad = self.center[comp], self.radius[comp]
+            J1 = self.order + 1
+            j = np.arange(J1)
+            W = np.stack([(-1.0) ** j * (1.0 if spec[n][1] == 1 else j + 1.0) * self.scaled[spec[n][0]][comp]
+                          for n in which], axis=2)  # (nb, J+1, names)
+            pw = np.array([spec[n][1] for n in which])
+            step = max(1, _CHUNK // (len(cen) * J1))
+            for i in range(0, len(k), step):
+                tb = 1.0 / (cen[:, None] + k[None, i:i + step])  # (nb, K)
+                u = rad[:, None] * tb
+                U = np.empty(tb.shape + (J1,), dt)
+                U[..., 0] = 1.0
+                for jj in range(1, J1):
+                    U[..., jj] = U[..., jj - 1] * u
+                inner = U @ W  # (nb, K, names)
+                for c, n in enumerate(which):
+                    out[n][i:i + step] += np.sum(inner[:, :, c] * tb ** pw[c], axis=0)
         if self.c2_zero:
             if "S" in out:
                 out["S"] += self.c2_zero / k
