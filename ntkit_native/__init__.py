@@ -14,6 +14,11 @@ Operations
     ``K(X, Z) @ v`` without materialising ``K`` (tiles of
     ``block_rows x block_cols`` per thread are computed, transformed and
     multiplied while hot).
+``hadamard_blocks(X, signs)``
+    Structured random projections for random features: for each block b of
+    ``signs`` (shape ``(n_blocks, 3, dp)``, dp a power of two >= n_features),
+    ``H D3 H D2 H D1 [x, 0]`` with the normalised Walsh-Hadamard matrix H and
+    ``D_k = diag(signs[b, k])``; output ``(n, n_blocks * dp)``. CPU only.
 ``batched_gram(A, B=None, reduce="none", *, device="cpu")``
     ``A_i @ B_i.T`` for each batch entry (``(b, n, m)``) or their sum
     (``reduce="sum"``, ``(n, m)``). ``B=None`` means ``B is A``.
@@ -58,6 +63,7 @@ __all__ = [
     "gram",
     "kernel_matvec",
     "batched_gram",
+    "hadamard_blocks",
     "KERNEL_IDS",
     "KERNEL_PARAMS",
     "DEFAULT_PARAMS",
@@ -287,3 +293,11 @@ def batched_gram(A, B=None, reduce="none", *, device="cpu"):
             raise ValueError(f"A has {A.shape[2]} features but B has {B.shape[2]} features")
     _check_device(device)
     return mod.batched_gram(A, B, reduce, device)
+
+
+def hadamard_blocks(X, signs):
+    """Structured projections ``H D3 H D2 H D1 [x, 0]`` per block (see the module notes)."""
+    mod = _require()
+    X = _check_array(X, "X", (2,))
+    signs = _check_array(signs, "signs", (3,), X.dtype, "X")
+    return mod.hadamard_blocks(X, signs)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-PACKAGES = ["ntkit", "ntkit.kernels", "ntkit.ops", "ntkit.theory", "ntkit.theory.profiles"]
+PACKAGES = ["ntkit", "ntkit.kernels", "ntkit.ops", "ntkit.theory", "ntkit.theory.profiles", "ntkit.features"]
 
 
 @pytest.mark.parametrize("modname", PACKAGES)
@@ -28,7 +28,10 @@ def test_contract_names_exist():
     from ntkit.ops import KernelOperator, batched_gram, gram, kernel_matvec  # noqa: F401
     import ntkit_native
 
-    for name in ("is_available", "has_cuda", "gram", "kernel_matvec", "batched_gram"):
+    from ntkit.features import (ArcCosineFeatures, NTKRandomFeatures, Nystroem,  # noqa: F401
+                                PositiveRandomFeatures, RandomFourierFeatures, approximation_error)
+
+    for name in ("is_available", "has_cuda", "gram", "kernel_matvec", "batched_gram", "hadamard_blocks"):
         assert callable(getattr(ntkit_native, name))
 
 

@@ -372,6 +372,39 @@ py::array py_batched_gram(py::handle Ao, py::handle Bo, const std::string& reduc
     return batched_t<double>(A, haveB ? &B : nullptr, rs, cuda);
 }
 
+template <class T>
+py::array hadamard_t(const Arr& X, const Arr& S) {
+    const index_t n = X.shape[0], d = X.shape[1], nb = S.shape[0], dp = S.shape[2];
+    py::array_t<T> out({n, nb * dp});
+    const T* xp = static_cast<const T*>(X.ptr);
+    const T* sp = static_cast<const T*>(S.ptr);
+    T* op = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        ntkit::cpu::hadamard_blocks<T>(xp, n, d, sp, nb, dp, op);
+    }
+    return out;
+}
+
+py::array py_hadamard_blocks(py::handle Xo, py::handle So) {
+    Arr X = check_array(Xo, "X", 2, 2);
+    Arr S = check_array(So, "signs", 3, 3);
+    check_same_dtype(X, "X", S, "signs");
+    const index_t dp = S.shape[2];
+    if (S.shape[1] != 3)
+        throw py::value_error("signs must have shape (n_blocks, 3, dp), got middle dimension " +
+                              std::to_string(S.shape[1]));
+    if (dp < 1 || (dp & (dp - 1)) != 0)
+        throw py::value_error("signs' last dimension dp must be a power of two, got " + std::to_string(dp));
+    if (X.shape[1] > dp)
+        throw py::value_error("X has " + std::to_string(X.shape[1]) + " features, more than dp = " +
+                              std::to_string(dp));
+    check_finite(X, "X");
+    check_finite(S, "signs");
+    if (X.itemsize == 4) return hadamard_t<float>(X, S);
+    return hadamard_t<double>(X, S);
+}
+
 py::dict py_info() {
     ensure_blas();
     py::dict d;
@@ -402,6 +435,8 @@ PYBIND11_MODULE(_C, m) {
           py::arg("block_cols") = py::none(), py::arg("device") = "cpu");
     m.def("batched_gram", &py_batched_gram, py::arg("A"), py::arg("B"), py::arg("reduce") = "none",
           py::arg("device") = "cpu");
+    m.def("hadamard_blocks", &py_hadamard_blocks, py::arg("X"), py::arg("signs"),
+          "Structured projections H D3 H D2 H D1 [x, 0] per block (see ntkit_native.hadamard_blocks).");
     m.def("info", &py_info);
     m.def("cuda_device_count", &cuda_devices);
     m.def("_cuda_set_slab_bytes", [](long long bytes) -> long long {

@@ -57,6 +57,11 @@ template <class T>
 void batched_gram(const T* A, index_t b, index_t n, const T* B, index_t m, index_t p,
                   bool symmetric, bool reduce_sum, T* out);
 
+// Structured projections (fast Walsh-Hadamard): X (n x d), signs (nb x 3 x dp), dp a power of
+// two >= d; out (n x nb*dp) = per block b: H D3 H D2 H D1 [x, 0], H normalised.
+template <class T>
+void hadamard_blocks(const T* X, index_t n, index_t d, const T* signs, index_t nb, index_t dp, T* out);
+
 // Default tile sizes for kernel_matvec.
 index_t default_block_rows(int itemsize);
 index_t default_block_cols(int itemsize);

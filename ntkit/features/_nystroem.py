@@ -1,0 +1,125 @@
+r"""Nyström features with uniform or ridge-leverage-score landmark sampling.
+
+With landmarks L and ``K_LL = V diag(μ) Vᵀ``, the map ``φ(x) = k(x, L) V diag(μ^{-1/2})``
+(eigenvalues below ``n·eps·μ_max`` dropped, i.e. the pseudo-inverse) gives
+``Φ(X)Φ(Z)ᵀ = K_XL K_LL⁺ K_LZ``: the exact kernel when L contains X.
+
+``sampling="rls"`` draws landmarks with probabilities proportional to approximate ridge
+leverage scores τ̃_i(γ) from recursive RLS sampling (:mod:`ntkit._leverage`): points in
+regions the rest of the data does not explain (small, far clusters) get scores near 1 and
+are not missed, as they are by uniform sampling. ``d_eff_ = Σ τ̃_i`` estimates the effective
+dimension Tr K(K + γI)⁻¹ at the ridge γ used (``ridge_``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+from sklearn.utils.validation import validate_data
+
+from .._leverage import _gram, recursive_rls
+from .._validation import InvalidParameterError, check_option
+from ..kernels import RBF
+from ._base import RandomFeatureBase, seed_from
+
+__all__ = ["Nystroem"]
+
+
+class Nystroem(RandomFeatureBase):
+    """Nyström feature map of any ntkit kernel (or callable ``k(X, Z) -> (n, m)`` such as an
+    empirical-NTK kernel), with uniform or ridge-leverage-score landmarks.
+
+    Parameters
+    ----------
+    kernel : Kernel or callable, default=None
+        ``None`` means ``RBF(lengthscale=sqrt(n_features))``. Kernel evaluations go through
+        :func:`ntkit.ops.gram` for ntkit kernels.
+    n_components : int, default=100
+        Number of landmarks (the output dimension; capped at n_samples with a warning-free
+        reduction, as in scikit-learn).
+    sampling : {"uniform", "rls"}, default="uniform"
+    ridge : float > 0, optional
+        γ for the leverage scores (``sampling="rls"``); default: chosen from n_components
+        (the spectrum's tail beyond n_components, divided by n_components).
+    random_state : int, Generator or None
+    memory_budget : int or str, optional
+        Bound on the workspace of the (block, n_components) Gram blocks.
+
+    Attributes
+    ----------
+    components_ : ndarray (n_components, n_features)
+        The landmarks.
+    component_indices_ : ndarray (n_components,)
+    normalization_ : ndarray (n_components, n_components)
+        ``V diag(μ^{-1/2})``.
+    leverage_scores_, d_eff_, ridge_ : only for ``sampling="rls"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit.features import Nystroem
+    >>> from ntkit.kernels import RBF
+    >>> X = np.random.default_rng(0).normal(size=(60, 3))
+    >>> F = Nystroem(RBF(1.0), n_components=60).fit_transform(X)
+    >>> bool(np.abs(F @ F.T - RBF(1.0)(X)).max() < 1e-8)
+    True
+    """
+
+    def __init__(self, kernel=None, *, n_components=100, sampling="uniform", ridge=None, random_state=None,
+                 memory_budget=None):
+        self.kernel = kernel
+        self.n_components = n_components
+        self.sampling = sampling
+        self.ridge = ridge
+        self.random_state = random_state
+        self.memory_budget = memory_budget
+
+    def fit(self, X, y=None):
+        """Choose the landmarks among the rows of X and factor their Gram matrix."""
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
+        owner = type(self).__name__
+        sampling = check_option(self.sampling, "sampling", owner, ("uniform", "rls"))
+        m = min(self._check_n_components(), X.shape[0])
+        kernel = self.kernel if self.kernel is not None else RBF(lengthscale=float(np.sqrt(X.shape[1])))
+        if not callable(kernel):
+            raise InvalidParameterError(f"kernel must be an ntkit kernel or a callable k(X, Z); got {kernel!r}.")
+        if self.ridge is not None and not (np.isfinite(self.ridge) and self.ridge > 0):
+            raise InvalidParameterError(f"The 'ridge' parameter of {owner} must be a positive float; got {self.ridge!r}.")
+        rng = seed_from(self.random_state)
+        n = X.shape[0]
+        X64 = X.astype(np.float64, copy=False)
+        if sampling == "uniform" or m == n:
+            idx = np.sort(rng.choice(n, size=m, replace=False))
+        else:
+            tau, gam = recursive_rls(kernel, X64, m, ridge=self.ridge, random_state=rng,
+                                     memory_budget=self.memory_budget)
+            self.leverage_scores_, self.ridge_, self.d_eff_ = tau, float(gam), float(tau.sum())
+            p = np.maximum(tau, 1e-12)
+            idx = np.sort(rng.choice(n, size=m, replace=False, p=p / p.sum()))
+        L = X64[idx]
+        K = _gram(kernel, L)
+        mu, V = scipy.linalg.eigh(K)
+        # eigenvectors are defined up to sign: fix it (largest entry positive) so that the same
+        # landmarks give the same features whatever the rounding (e.g. float32 vs float64 data)
+        V = V * np.where(V[np.abs(V).argmax(axis=0), np.arange(V.shape[1])] < 0, -1.0, 1.0)[None, :]
+        keep = mu > max(mu[-1], 0.0) * m * np.finfo(np.float64).eps
+        inv_sqrt = np.zeros_like(mu)
+        inv_sqrt[keep] = 1.0 / np.sqrt(mu[keep])
+        self.kernel_ = kernel
+        self.component_indices_ = idx
+        self.components_ = X[idx]
+        self.normalization_ = V * inv_sqrt[None, :]
+        self.rank_ = int(keep.sum())
+        return self
+
+    def _map(self, X):
+        from ..ops import plan_blocks
+
+        m = self.components_.shape[0]
+        out = np.empty((X.shape[0], m), dtype=X.dtype)
+        plan = plan_blocks(X.shape[0], m, n_features=X.shape[1], itemsize=8, memory_budget=self.memory_budget)
+        L = self.components_.astype(np.float64)
+        for i in range(0, X.shape[0], plan.block_rows):
+            Xi = X[i:i + plan.block_rows].astype(np.float64)
+            out[i:i + len(Xi)] = _gram(self.kernel_, Xi, L) @ self.normalization_
+        return out
