@@ -311,3 +311,16 @@ def test_cli_risk_writes_csv_and_png(tmp_path):
     vals = np.array(rows[1:], dtype=float)
     assert np.all(np.isfinite(vals)) and np.all(np.diff(vals[:, 1]) < 0)  # the risk falls with N
     assert (out / "risk.png").stat().st_size > 1000
+
+
+def test_optimal_warns_when_the_minimum_borders_unconverged_points():
+    from ntkit.theory._risk import RiskCurve
+
+    prof = profiles.krr(np.array([1e-3, 1e-2, 1e-1]))
+    N = np.array([10, 20])
+    risk = np.array([[np.nan, 0.5], [0.1, 0.4], [0.2, 0.3]])
+    rc = RiskCurve(N, risk, risk, 0 * risk, prof, "gaussian", 0.0)
+    with pytest.warns(RuntimeWarning, match=r"N = \[10\]"):
+        best, i = rc.optimal()
+    np.testing.assert_array_equal(i, [1, 2])
+    np.testing.assert_allclose(best, [0.1, 0.3])
