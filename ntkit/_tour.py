@@ -122,6 +122,10 @@ def run_tour(out="tour", *, quick=False, verbose=True) -> dict:
 
     net_summary, net_html = _networks_section(X_tr, y_tr, X_te, y_te, quick=quick, verbose=verbose)
     summary["networks"] = net_summary
+    feat_summary, feat_html = _features_section(X_tr, y_tr, X_te, y_te, quick=quick)
+    summary["features"] = feat_summary
+    theory_summary, theory_html = _theory_section(X, y, quick=quick)
+    summary["theory"] = theory_summary
 
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{r['test_accuracy']:.3f}</td><td>{r['gram_seconds'] * 1e3:.1f}</td>"
@@ -142,6 +146,8 @@ td:first-child{{text-align:left}}pre{{background:#f4f4f4;padding:8px}}</style></
 <table><tr><th>kernel</th><th>test accuracy</th><th>Gram (ms)</th><th>CG solve (s)</th></tr>{rows}</table>
 <h2>Speed on the same data</h2><img src="{bench_png}">
 {net_html}
+{feat_html}
+{theory_html}
 </body></html>"""
     (out / "report.html").write_text(page)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -229,4 +235,97 @@ the training labels; τ is Kendall's τ between surrogate and network test logit
 <h3>Which training images support each prediction (MLP surrogate)</h3><img src="{att_png}" style="max-width:100%">
 <h3>Kernel machines fitted by EigenPro on the same data</h3>
 <table><tr><th>model</th><th>test accuracy</th><th>fit (s)</th></tr>{ep_rows}</table>"""
+    return out, frag
+
+
+def _features_section(X_tr, y_tr, X_te, y_te, *, quick):
+    """Random features and Nyström: kernel error and test accuracy against the feature count."""
+    import matplotlib.pyplot as plt
+    from sklearn.linear_model import RidgeClassifier
+
+    from .features import Nystroem, RandomFourierFeatures, approximation_error
+    from .kernels import RBF
+
+    ls = float(np.sqrt(X_tr.shape[1]) / 2)
+    k = RBF(ls)
+    Ds = [64, 256, 1024] if quick else [64, 128, 256, 512, 1024, 2048]
+    makers = {"RFF": lambda D: RandomFourierFeatures(lengthscale=ls, n_components=D, random_state=0),
+              "orthogonal RFF": lambda D: RandomFourierFeatures(lengthscale=ls, n_components=D, orthogonal=True,
+                                                                random_state=0),
+              "Nyström (uniform)": lambda D: Nystroem(k, n_components=min(D, len(X_tr)), random_state=0),
+              "Nyström (ridge leverage)": lambda D: Nystroem(k, n_components=min(D, len(X_tr)), sampling="rls",
+                                                             random_state=0)}
+    sub = X_tr[:500]
+    res = {}
+    for name, make in makers.items():
+        res[name] = []
+        for D in Ds:
+            t0 = time.perf_counter()
+            f = make(D).fit(X_tr)
+            clf = RidgeClassifier(alpha=1e-3).fit(f.transform(X_tr), y_tr)
+            acc = float(clf.score(f.transform(X_te), y_te))
+            err = approximation_error(f, k, sub).frobenius
+            res[name].append({"D": D, "error": err, "accuracy": acc, "seconds": time.perf_counter() - t0})
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+    for name, rows in res.items():
+        axes[0].loglog([r["D"] for r in rows], [r["error"] for r in rows], "o-", label=name)
+        axes[1].semilogx([r["D"] for r in rows], [r["accuracy"] for r in rows], "o-", label=name)
+    axes[0].set_xlabel("features D")
+    axes[0].set_ylabel("relative Frobenius error of ΦΦᵀ")
+    axes[1].set_xlabel("features D")
+    axes[1].set_ylabel("test accuracy (ridge on Φ)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"RBF kernel (lengthscale {ls:.1f}) on digits", fontsize=9)
+    fig.tight_layout()
+    png = _figure_to_data_uri(fig)
+    plt.close(fig)
+    frag = f"""<h2>Random features and Nyström (<code>ntkit.features</code>)</h2>
+<p>Each map Φ estimates the RBF kernel (ΦΦᵀ ≈ K); a linear ridge classifier on Φ is then a kernel machine
+at O(nD²) cost. Left: kernel error on 500 training images; right: test accuracy.</p><img src="{png}">"""
+    return res, frag
+
+
+def _theory_section(X, y, *, quick):
+    """Predicted (ntkit.theory on the data set's own spectrum) vs measured KRR learning curve."""
+    import matplotlib.pyplot as plt
+
+    from .kernels import RBF, ReluNTK
+    from .theory import estimate_spectrum, profiles, risk_curve
+
+    Y = np.eye(10)[y]
+    Ns = np.array([20, 50, 100, 200] if quick else [20, 50, 100, 200, 400, 800])
+    draws = 5 if quick else 20
+    rng = np.random.default_rng(0)
+    out = {}
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, k, ridge in (("RBF (lengthscale 4)", RBF(4.0), 1e-4), ("ReLU NTK (depth 2)", ReluNTK(depth=2), 1e-4)):
+        sp = estimate_spectrum(k, X, Y)
+        pred = risk_curve(sp.eigenvalues, sp.target_coeffs, Ns, profile=profiles.krr(ridge)).risk
+        K = k(X)
+        meas, se = [], []
+        for n in Ns:
+            errs = []
+            for _ in range(draws):
+                i = rng.choice(len(X), n, replace=False)
+                a = np.linalg.solve(K[np.ix_(i, i)] + n * ridge * np.eye(n), Y[i])
+                errs.append(np.mean(np.sum((K[:, i] @ a - Y) ** 2, axis=1)))
+            meas.append(float(np.mean(errs)))
+            se.append(float(np.std(errs, ddof=1) / np.sqrt(draws)))
+        line = ax.loglog(Ns, pred, "-", label=f"{name}: predicted")[0]
+        ax.errorbar(Ns, meas, yerr=se, fmt="o", color=line.get_color(), ms=4, label=f"{name}: measured")
+        out[name] = {"n": Ns.tolist(), "predicted": [float(p) for p in pred], "measured": meas,
+                     "max_relative_gap": float(np.max(np.abs(np.asarray(pred) / np.asarray(meas) - 1)))}
+    ax.set_xlabel("training points N")
+    ax.set_ylabel("test MSE (one-hot, whole set)")
+    ax.legend(fontsize=7)
+    ax.set_title("KRR learning curve on digits: theory vs experiment", fontsize=9)
+    fig.tight_layout()
+    png = _figure_to_data_uri(fig)
+    plt.close(fig)
+    gaps = ", ".join(f"{n}: {100 * r['max_relative_gap']:.1f}%" for n, r in out.items())
+    frag = f"""<h2>Predicted learning curves (<code>ntkit.theory</code>)</h2>
+<p>The eigen-decomposition of each kernel on all 1797 digits gives λ and the labels' coefficients; the
+eigenlearning equations then predict kernel ridge regression's test error for N random training images
+(the data set as the population). Points: measured over {draws} random draws (± one standard error).
+Largest gap between prediction and measurement: {gaps}.</p><img src="{png}">"""
     return out, frag

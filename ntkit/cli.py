@@ -1,4 +1,4 @@
-"""The ``ntkit`` command line: ``ntkit tour``, ``ntkit risk``, ``ntkit info``."""
+"""The ``ntkit`` command line: ``ntkit tour``, ``ntkit explain``, ``ntkit bench``, ``ntkit risk``, ``ntkit info``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,34 @@ def main(argv=None) -> int:
     p_tour.add_argument("--quick", action="store_true", help="a small subset, for smoke tests")
     p_tour.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser("info", help="show which backends are built")
+    p_exp = sub.add_parser("explain", help="train a network on bundled digits and explain it with an NTK surrogate",
+                           description="Trains an MLP or CNN on scikit-learn's digits in JAX, fits an NTKSurrogate "
+                           "(ntkit.explain) and writes OUT/fidelity.png, OUT/attributions.png and OUT/explain.json "
+                           "(fidelity: Kendall tau, Pearson, R2, label agreement; top supporting/opposing training "
+                           "examples per query).")
+    p_exp.add_argument("--model", default="mlp", choices=["mlp", "cnn"], help="network (default: mlp, 64-128-10)")
+    p_exp.add_argument("--width", type=int, default=128, help="MLP hidden width (default 128)")
+    p_exp.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
+    p_exp.add_argument("--kind", default="trace", choices=["trace", "sum_logits", "full", "projected"],
+                       help="eNTK kind (default: trace)")
+    p_exp.add_argument("--n-projections", type=int, default=256, help="sketch size for --kind projected")
+    p_exp.add_argument("--machine", default="logistic", choices=["logistic", "ridge", "svm"])
+    p_exp.add_argument("--target", default="labels", choices=["labels", "network"])
+    p_exp.add_argument("--top-k", type=int, default=4, help="training examples shown per query (default 4)")
+    p_exp.add_argument("--queries", type=int, default=4, help="test images to attribute (default 4)")
+    p_exp.add_argument("--n-train", type=int, default=None, help="use a subset with about this many training images")
+    p_exp.add_argument("--seed", type=int, default=0)
+    p_exp.add_argument("--quiet", action="store_true", help="no progress bars")
+    p_exp.add_argument("--out", default="explain", help="output folder (default: explain)")
+    p_bench = sub.add_parser("bench", help="run the benchmarks of a source checkout and write RESULTS.md",
+                             description="Runs benchmarks/bench_<section>.py of a source checkout (each compares "
+                             "ntkit with its peer on the same data in one run) and writes OUT/RESULTS.md. "
+                             "`make bench` runs them all into benchmarks/RESULTS.md.")
+    p_bench.add_argument("--sections", default=None,
+                         help="comma list of gram, entk, solvers, explain, theory, features, online (default: all)")
+    p_bench.add_argument("--quick", action="store_true", help="small sizes (minutes, not tens of minutes)")
+    p_bench.add_argument("--quiet", action="store_true", help="no progress lines")
+    p_bench.add_argument("--out", default="bench", help="output folder (default: bench)")
     p_risk = sub.add_parser("risk", help="predicted learning curves of spectral algorithms on a power-law problem",
                             description="Risk curves (ntkit.theory.risk_curve) for lambda_l = l^-nu, c_l^2 = "
                             "l^-(kappa+1): each profile at its optimal regularisation (a grid), written to "
@@ -35,6 +63,16 @@ def main(argv=None) -> int:
         from ._risk_cli import run_risk
 
         print(run_risk(args))
+        return 0
+    if args.command == "explain":
+        from ._explain_cli import run_explain
+
+        print(run_explain(args))
+        return 0
+    if args.command == "bench":
+        from ._bench_cli import run_bench
+
+        print(run_bench(args))
         return 0
     if args.command == "info":
         from . import show_backends
