@@ -19,6 +19,14 @@ Operations
     ``signs`` (shape ``(n_blocks, 3, dp)``, dp a power of two >= n_features),
     ``H D3 H D2 H D1 [x, 0]`` with the normalised Walsh-Hadamard matrix H and
     ``D_k = diag(signs[b, k])``; output ``(n, n_blocks * dp)``. CPU only.
+``grf_features(indptr, indices, weights, starts, n_walks, p_halt, modulation, seed, mode=0)``
+    Graph random features: for each start node, ``n_walks`` random walks on the CSR
+    graph (uniform neighbour, halting with probability ``p_halt``, cut at length
+    ``len(modulation) - 1``); node u of a walk prefix of length l gets
+    ``modulation[l] * prod(weights) / prefix probability / n_walks``. ``mode`` bit 0:
+    antithetic termination (even ``n_walks``), bit 1: repelling walks. Counter-based
+    randomness: the result does not depend on threads or on how starts are split.
+    Returns ``(row_ptr, cols, vals, n_steps)`` (CSR rows in the order of ``starts``). CPU only.
 ``batched_gram(A, B=None, reduce="none", *, device="cpu")``
     ``A_i @ B_i.T`` for each batch entry (``(b, n, m)``) or their sum
     (``reduce="sum"``, ``(n, m)``). ``B=None`` means ``B is A``.
@@ -64,6 +72,7 @@ __all__ = [
     "kernel_matvec",
     "batched_gram",
     "hadamard_blocks",
+    "grf_features",
     "KERNEL_IDS",
     "KERNEL_PARAMS",
     "DEFAULT_PARAMS",
@@ -301,3 +310,14 @@ def hadamard_blocks(X, signs):
     X = _check_array(X, "X", (2,))
     signs = _check_array(signs, "signs", (3,), X.dtype, "X")
     return mod.hadamard_blocks(X, signs)
+
+
+def grf_features(indptr, indices, weights, starts, n_walks, p_halt, modulation, seed, mode=0):
+    """Graph random features of the ``starts`` nodes as CSR rows (see the module notes)."""
+    np = _np()
+    mod = _require()
+    arrs = [np.ascontiguousarray(a, dtype=dt) for a, dt in ((indptr, np.int64), (indices, np.int64),
+                                                            (weights, np.float64), (starts, np.int64),
+                                                            (modulation, np.float64))]
+    return mod.grf_features(arrs[0], arrs[1], arrs[2], arrs[3], int(n_walks), float(p_halt), arrs[4],
+                            int(seed) & 0xFFFFFFFFFFFFFFFF, int(mode))

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-PACKAGES = ["ntkit", "ntkit.kernels", "ntkit.ops", "ntkit.theory", "ntkit.theory.profiles", "ntkit.features"]
+PACKAGES = ["ntkit", "ntkit.kernels", "ntkit.ops", "ntkit.theory", "ntkit.theory.profiles", "ntkit.features", "ntkit.graphs",
+            "ntkit.distributed"]
 
 
 @pytest.mark.parametrize("modname", PACKAGES)
@@ -31,7 +32,7 @@ def test_contract_names_exist():
     from ntkit.features import (ArcCosineFeatures, NTKRandomFeatures, Nystroem,  # noqa: F401
                                 PositiveRandomFeatures, RandomFourierFeatures, approximation_error)
 
-    for name in ("is_available", "has_cuda", "gram", "kernel_matvec", "batched_gram", "hadamard_blocks"):
+    for name in ("is_available", "has_cuda", "gram", "kernel_matvec", "batched_gram", "hadamard_blocks", "grf_features"):
         assert callable(getattr(ntkit_native, name))
 
 

@@ -405,6 +405,65 @@ py::array py_hadamard_blocks(py::handle Xo, py::handle So) {
     return hadamard_t<double>(X, S);
 }
 
+py::tuple py_grf_features(py::handle indptr_o, py::handle indices_o, py::handle U_o, py::handle starts_o,
+                          long long n_walks, double p_halt, py::handle f_o, unsigned long long seed, int mode) {
+    auto as_i64 = [](py::handle h, const char* name) {
+        if (!py::isinstance<py::array>(h)) throw py::type_error(std::string(name) + " must be a numpy.ndarray");
+        py::array a = py::reinterpret_borrow<py::array>(h);
+        if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
+        if (!(a.dtype().kind() == 'i' && a.dtype().itemsize() == 8))
+            throw py::type_error(std::string(name) + " must have dtype int64");
+        if (a.size() > 1 && a.strides(0) != 8) throw py::value_error(std::string(name) + " must be contiguous");
+        return a;
+    };
+    auto as_f64 = [](py::handle h, const char* name) {
+        if (!py::isinstance<py::array>(h)) throw py::type_error(std::string(name) + " must be a numpy.ndarray");
+        py::array a = py::reinterpret_borrow<py::array>(h);
+        if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
+        if (!(a.dtype().kind() == 'f' && a.dtype().itemsize() == 8))
+            throw py::type_error(std::string(name) + " must have dtype float64");
+        if (a.size() > 1 && a.strides(0) != 8) throw py::value_error(std::string(name) + " must be contiguous");
+        return a;
+    };
+    py::array ip = as_i64(indptr_o, "indptr"), ix = as_i64(indices_o, "indices"), st = as_i64(starts_o, "starts");
+    py::array u = as_f64(U_o, "weights"), f = as_f64(f_o, "modulation");
+    const index_t n = index_t(ip.size()) - 1;
+    if (n < 0) throw py::value_error("indptr must have n_nodes + 1 entries");
+    const index_t* ipp = static_cast<const index_t*>(ip.data());
+    const index_t* ixp = static_cast<const index_t*>(ix.data());
+    const index_t* stp = static_cast<const index_t*>(st.data());
+    if (ipp[0] != 0 || ipp[n] != index_t(ix.size()) || index_t(u.size()) != index_t(ix.size()))
+        throw py::value_error("inconsistent CSR graph: indptr[0] must be 0 and indptr[-1] == len(indices) == len(weights)");
+    for (index_t i = 0; i < n; ++i)
+        if (ipp[i + 1] < ipp[i]) throw py::value_error("indptr must be non-decreasing");
+    for (index_t e = 0; e < index_t(ix.size()); ++e)
+        if (ixp[e] < 0 || ixp[e] >= n) throw py::value_error("indices must lie in [0, n_nodes)");
+    for (index_t s = 0; s < index_t(st.size()); ++s)
+        if (stp[s] < 0 || stp[s] >= n) throw py::value_error("starts must lie in [0, n_nodes)");
+    if (n_walks < 1) throw py::value_error("n_walks must be >= 1");
+    if (!(p_halt > 0.0 && p_halt < 1.0)) throw py::value_error("p_halt must lie in (0, 1)");
+    if (f.size() < 1) throw py::value_error("modulation must have at least one entry");
+    if ((mode & 1) && (n_walks % 2)) throw py::value_error("antithetic termination needs an even n_walks");
+    Arr ua = check_array(u, "weights", 1, 1), fa = check_array(f, "modulation", 1, 1);
+    check_finite(ua, "weights");
+    check_finite(fa, "modulation");
+    std::vector<index_t> rp, cols;
+    std::vector<double> vals;
+    long long steps = 0;
+    {
+        py::gil_scoped_release nogil;
+        ntkit::cpu::grf_features(ipp, ixp, static_cast<const double*>(u.data()), n, stp, index_t(st.size()),
+                                 index_t(n_walks), p_halt, static_cast<const double*>(f.data()), index_t(f.size()),
+                                 std::uint64_t(seed), mode, rp, cols, vals, steps);
+    }
+    py::array_t<index_t> rp_a(rp.size()), c_a(cols.size());
+    py::array_t<double> v_a(vals.size());
+    std::copy(rp.begin(), rp.end(), rp_a.mutable_data());
+    std::copy(cols.begin(), cols.end(), c_a.mutable_data());
+    std::copy(vals.begin(), vals.end(), v_a.mutable_data());
+    return py::make_tuple(rp_a, c_a, v_a, steps);
+}
+
 py::dict py_info() {
     ensure_blas();
     py::dict d;
@@ -437,6 +496,9 @@ PYBIND11_MODULE(_C, m) {
           py::arg("device") = "cpu");
     m.def("hadamard_blocks", &py_hadamard_blocks, py::arg("X"), py::arg("signs"),
           "Structured projections H D3 H D2 H D1 [x, 0] per block (see ntkit_native.hadamard_blocks).");
+    m.def("grf_features", &py_grf_features, py::arg("indptr"), py::arg("indices"), py::arg("weights"),
+          py::arg("starts"), py::arg("n_walks"), py::arg("p_halt"), py::arg("modulation"), py::arg("seed"),
+          py::arg("mode"), "Graph random features of the start nodes (CSR rows); see ntkit_native.grf_features.");
     m.def("info", &py_info);
     m.def("cuda_device_count", &cuda_devices);
     m.def("_cuda_set_slab_bytes", [](long long bytes) -> long long {

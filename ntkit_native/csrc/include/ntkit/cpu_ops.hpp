@@ -1,5 +1,8 @@
 // CPU implementations of the ntkit native ops (framework-free).
 #pragma once
+#include <cstdint>
+#include <vector>
+
 #include "common.hpp"
 #include "kernels.hpp"
 
@@ -61,6 +64,14 @@ void batched_gram(const T* A, index_t b, index_t n, const T* B, index_t m, index
 // two >= d; out (n x nb*dp) = per block b: H D3 H D2 H D1 [x, 0], H normalised.
 template <class T>
 void hadamard_blocks(const T* X, index_t n, index_t d, const T* signs, index_t nb, index_t dp, T* out);
+
+// Graph random features (see csrc/cpu/walks.cpp). CSR graph (indptr n+1, indices, U per edge);
+// for each start node, n_walks walks halting with probability p_halt, cut at length f_len-1;
+// mode bit 0: antithetic termination, bit 1: repelling walks. Output rows in CSR form.
+void grf_features(const index_t* indptr, const index_t* indices, const double* U, index_t n,
+                  const index_t* starts, index_t n_starts, index_t n_walks, double p_halt, const double* f,
+                  index_t f_len, std::uint64_t seed, int mode, std::vector<index_t>& row_ptr,
+                  std::vector<index_t>& cols, std::vector<double>& vals, long long& steps_out);
 
 // Default tile sizes for kernel_matvec.
 index_t default_block_rows(int itemsize);
