@@ -7,7 +7,7 @@ import pathlib
 import sys
 import time
 
-SECTIONS = ("gram", "entk", "solvers", "explain", "theory", "features", "online")
+SECTIONS = ("gram", "entk", "solvers", "explain", "theory", "features", "grf", "online")
 
 
 def _bench_dir() -> pathlib.Path:
