@@ -300,7 +300,7 @@ class OnlineRLSDictionary:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         if self._size == 0:
             return np.zeros((0, X.shape[0]))
-        return self.weights[:, None] * np.asarray(gram(kernel, self.points, X), dtype=np.float64)
+        return self.weights[:, None] * _gram(kernel, self.points, X)
 
     def residual(self, kernel, X, *, k_DX=None, k_XX=None):
         """``k(x, x) − ‖L⁻¹ S k_D(x)‖²`` for the rows of X, shape (n,) (clipped at 0).
@@ -310,7 +310,7 @@ class OnlineRLSDictionary:
         """
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         if k_XX is None:
-            k_XX = np.asarray(kernel.diag(X), dtype=np.float64)
+            k_XX = _kernel_diag(kernel, X)
         if self._size == 0:
             return np.clip(np.asarray(k_XX, dtype=np.float64), 0.0, None)
         B = self.weighted_kernel(kernel, X) if k_DX is None else self.weights[:, None] * np.asarray(k_DX)
@@ -346,7 +346,7 @@ class OnlineRLSDictionary:
         if a is None or k_xx is None:
             if kernel is None:
                 raise ValueError("pass either kernel, or both a and k_xx.")
-            k_xx = float(np.asarray(kernel.diag(x[None, :]))[0])
+            k_xx = float(_kernel_diag(kernel, x[None, :])[0])
             a = self.solve_lower(self.weighted_kernel(kernel, x[None, :])[:, 0]) if m else np.zeros(0)
         a = np.asarray(a, dtype=np.float64).reshape(-1)
         if a.shape[0] != m:

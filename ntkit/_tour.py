@@ -126,6 +126,10 @@ def run_tour(out="tour", *, quick=False, verbose=True) -> dict:
     summary["features"] = feat_summary
     theory_summary, theory_html = _theory_section(X, y, quick=quick)
     summary["theory"] = theory_summary
+    graph_summary, graph_html = _graph_section(X, y, quick=quick)
+    summary["graphs"] = graph_summary
+    online_summary, online_html = _online_section(X, y, quick=quick)
+    summary["online"] = online_summary
 
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{r['test_accuracy']:.3f}</td><td>{r['gram_seconds'] * 1e3:.1f}</td>"
@@ -148,6 +152,8 @@ td:first-child{{text-align:left}}pre{{background:#f4f4f4;padding:8px}}</style></
 {net_html}
 {feat_html}
 {theory_html}
+{graph_html}
+{online_html}
 </body></html>"""
     (out / "report.html").write_text(page)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -328,4 +334,92 @@ def _theory_section(X, y, *, quick):
 eigenlearning equations then predict kernel ridge regression's test error for N random training images
 (the data set as the population). Points: measured over {draws} random draws (± one standard error).
 Largest gap between prediction and measurement: {gaps}.</p><img src="{png}">"""
+    return out, frag
+
+
+def _graph_section(X, y, *, quick):
+    """Graph random features on the 10-nearest-neighbour graph of the digits: labels from 10% of the nodes."""
+    import matplotlib.pyplot as plt
+    from sklearn.neighbors import kneighbors_graph
+
+    from .graphs import GraphKernelRidge, exact_graph_kernel
+
+    W = kneighbors_graph(X, 10, mode="connectivity", include_self=False)
+    W = ((W + W.T) > 0).astype(np.float64)
+    n = W.shape[0]
+    rng = np.random.default_rng(0)
+    train = np.sort(rng.choice(n, max(n // 10, 20), replace=False))
+    test = np.setdiff1d(np.arange(n), train)
+    out = {"n_nodes": int(n), "n_edges": int(W.nnz // 2), "n_labelled": int(len(train)), "walks": {}}
+    walks = [16, 64, 256] if quick else [16, 64, 256, 1024]
+    for m in walks:
+        t0 = time.perf_counter()
+        model = GraphKernelRidge(sigma=0.9, n_walks=m, p_halt=0.2, repelling=True, random_state=0)
+        acc = float(np.mean(model.fit(W, train, y[train]).predict(test) == y[test]))
+        out["walks"][m] = {"accuracy": acc, "seconds": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    K = exact_graph_kernel(W, sigma=0.9)
+    A = np.linalg.solve(K[np.ix_(train, train)] + 1e-2 * np.eye(len(train)), np.eye(10)[y[train]])
+    out["exact_accuracy"] = float(np.mean(np.argmax(K[np.ix_(test, train)] @ A, 1) == y[test]))
+    out["exact_seconds"] = time.perf_counter() - t0
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    ax.semilogx(walks, [out["walks"][m]["accuracy"] for m in walks], "o-", label="GRF + CG (GraphKernelRidge)")
+    ax.axhline(out["exact_accuracy"], color="k", ls="--", lw=1, label="exact kernel ridge")
+    ax.set_xlabel("repelling walks per node")
+    ax.set_ylabel("accuracy on unlabelled nodes")
+    ax.legend(fontsize=7)
+    ax.set_title("Regularised-Laplacian kernel on the digits' 10-NN graph", fontsize=9)
+    fig.tight_layout()
+    png = _figure_to_data_uri(fig)
+    plt.close(fig)
+    best = out["walks"][walks[-1]]
+    frag = f"""<h2>Graph random features (<code>ntkit.graphs</code>)</h2>
+<p>The digits as the nodes of their 10-nearest-neighbour graph ({n} nodes, {out['n_edges']} edges); labels of
+{len(train)} nodes (10%) predict the rest through the regularised-Laplacian kernel (I − U)⁻¹, σ = 0.9, estimated
+by graph random features (sparse Φ from random walks, ΦΦᵀ ≈ K) and solved by CG without any n × n matrix.
+With {walks[-1]} walks: accuracy {best['accuracy']:.3f} in {best['seconds']:.2f} s; the exact dense kernel:
+{out['exact_accuracy']:.3f} in {out['exact_seconds']:.2f} s.</p><img src="{png}">"""
+    return out, frag
+
+
+def _online_section(X, y, *, quick):
+    """Online kernel regression over the digits as a stream: predict before seeing each label."""
+    import matplotlib.pyplot as plt
+
+    from .online import AOGDALD, KOGD, NONSALD, regret_curve
+
+    target = np.where(y >= 5, 1.0, -1.0)  # a ±1 regression target: "is the digit ≥ 5?"
+    order = np.random.default_rng(0).permutation(len(y))
+    Xs, ys = X[order], target[order]
+    from .kernels import RBF
+
+    k = RBF(2.5)  # digits scaled to [0, 1]: typical distances 3–4
+    T = len(ys)
+    learners = {"NONS-ALD": NONSALD(k, horizon=T), "AOGD-ALD": AOGDALD(k, horizon=T), "KOGD": KOGD(k)}
+    out = {}
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    for name, est in learners.items():
+        t0 = time.perf_counter()
+        rc = regret_curve(est, Xs, ys)
+        out[name] = {"cumulative_loss": float(rc.cumulative_loss[-1]), "regret": float(rc.regret[-1]),
+                     "dictionary_size": int(est.fit(Xs, ys).dictionary_size_),
+                     "comparator_loss": float(rc.comparator_cumulative_loss[-1]),
+                     "seconds": time.perf_counter() - t0}
+        ax.loglog(rc.t, rc.cumulative_loss, label=f"{name}")
+    ax.loglog(rc.t, rc.comparator_cumulative_loss, "k--", lw=1, label="kernel ridge in hindsight")
+    ax.set_xlabel("round t")
+    ax.set_ylabel("cumulative square loss")
+    ax.legend(fontsize=7)
+    ax.set_title(f"Online regression over {len(ys)} digits (target: digit ≥ 5)", fontsize=9)
+    fig.tight_layout()
+    png = _figure_to_data_uri(fig)
+    plt.close(fig)
+    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{r['cumulative_loss']:.1f}</td><td>{r['regret']:.1f}</td>"
+                   f"<td>{r['dictionary_size']}</td><td>{r['seconds']:.2f}</td></tr>" for n, r in out.items())
+    frag = f"""<h2>Online kernel regression (<code>ntkit.online</code>)</h2>
+<p>The images arrive one by one; each learner predicts before it sees the label and pays the square loss.
+Regret is measured against kernel ridge regression fitted on the whole stream afterwards.</p>
+<table><tr><th>learner</th><th>cumulative loss</th><th>regret</th><th>dictionary / support</th><th>time (s)</th></tr>
+{rows}</table>
+<img src="{png}">"""
     return out, frag

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 PACKAGES = ["ntkit", "ntkit.kernels", "ntkit.ops", "ntkit.theory", "ntkit.theory.profiles", "ntkit.features", "ntkit.graphs",
-            "ntkit.distributed"]
+            "ntkit.distributed", "ntkit.online"]
 
 
 @pytest.mark.parametrize("modname", PACKAGES)
