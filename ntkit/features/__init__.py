@@ -10,6 +10,7 @@ from ._fourier import RandomFourierFeatures
 from ._neural import ArcCosineFeatures, NTKRandomFeatures
 from ._nystroem import Nystroem
 from ._positive import PositiveRandomFeatures
+from ._universal import LayerKernelForm, UniversalRandomFeatures
 
 __all__ = ["RandomFourierFeatures", "PositiveRandomFeatures", "ArcCosineFeatures", "NTKRandomFeatures", "Nystroem",
-           "approximation_error", "ApproximationError"]
+           "UniversalRandomFeatures", "LayerKernelForm", "approximation_error", "ApproximationError"]

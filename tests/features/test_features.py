@@ -14,7 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ntkit._leverage import exact_leverage_scores
 from ntkit.features import (ArcCosineFeatures, NTKRandomFeatures, Nystroem, PositiveRandomFeatures,
-                            RandomFourierFeatures, approximation_error)
+                            RandomFourierFeatures, UniversalRandomFeatures, approximation_error)
 from ntkit.features._fourier import _hadamard_blocks, fwht
 from ntkit.features._neural import _count_sketch, tensor_sketch
 from ntkit.kernels import RBF, ArcCosine, Laplace, Matern, ReluNNGP, ReluNTK
@@ -264,7 +264,10 @@ ALL = [RandomFourierFeatures(n_components=20, random_state=0),
        ArcCosineFeatures(1, depth=2, n_components=16, random_state=0),
        NTKRandomFeatures(2, n_components=32, bias_std=0.5, random_state=0),
        Nystroem(n_components=10, random_state=0),
-       Nystroem(n_components=10, sampling="rls", random_state=0)]
+       Nystroem(n_components=10, sampling="rls", random_state=0),
+       UniversalRandomFeatures(n_components=16, random_state=0),
+       # a fixed bound: the checks' inputs (|x|² up to ~40) would otherwise ask for power series at R ≈ 40
+       UniversalRandomFeatures("sin", n_components=16, bound=1.0, random_state=0)]
 
 
 def _expected_failures(est):
@@ -324,3 +327,65 @@ def test_bad_data(est):
         est.transform(np.ones((2, 4)))
     with pytest.raises(ValueError, match="NaN|infinity"):
         est.transform(np.where(np.arange(3) == 0, np.inf, X[:1]))
+
+
+# ------------------------------------------------------------------------ universal random features
+
+def _act(name):
+    from scipy.special import erf
+
+    return {"exp": np.exp, "sin": np.sin, "cos": np.cos, "erf": erf,
+            "gelu": lambda z: 0.5 * z * (1 + erf(z / np.sqrt(2)))}[name]
+
+
+@pytest.mark.parametrize("activation", ["exp", "sin", "cos", "erf", "gelu"])
+def test_universal_features_unbiased(activation):
+    rng = np.random.default_rng(11)
+    X, W = 0.25 * rng.normal(size=(20, 4)), 0.25 * rng.normal(size=(6, 4))
+    S = 400  # heavy-tailed products of projections: enough draws for a reliable variance estimate
+    est = np.stack([(lambda u: u.transform(X) @ u.transform_weights(W).T)(
+        UniversalRandomFeatures(activation, n_components=256, random_state=s).fit(X, weights=W)) for s in range(S)])
+    target = _act(activation)(X @ W.T)
+    # χ²-type aggregate: for an unbiased estimator Σ(mean − f)² ≈ Σ var/S (120 entries: < 2 is generous)
+    ratio = np.sum((est.mean(0) - target) ** 2) / np.sum(est.var(0, ddof=1) / S)
+    assert ratio < 2.0, ratio
+
+
+def test_universal_relu_is_its_polynomial_plus_stated_bias():
+    rng = np.random.default_rng(12)
+    X, W = 0.2 * rng.normal(size=(20, 4)), 0.2 * rng.normal(size=(6, 4))
+    Z = X @ W.T
+    S = 200
+    us = [UniversalRandomFeatures("relu", n_components=512, random_state=s).fit(X, weights=W) for s in range(S)]
+    est = np.stack([u.transform(X) @ u.transform_weights(W).T for u in us])
+    poly = np.polynomial.polynomial.polyval(Z, us[0].coef_)
+    ratio = np.sum((est.mean(0) - poly) ** 2) / np.sum(est.var(0, ddof=1) / S)
+    assert ratio < 2.0, ratio  # unbiased for the fitted polynomial ...
+    assert np.abs(poly - np.maximum(Z, 0)).max() <= us[0].approximation_bias_ + 1e-12  # ... within the stated bias
+    assert us[0].approximation_bias_ < 0.04 * us[0].bound_
+
+
+def test_dense_layer_in_kernel_form():
+    rng = np.random.default_rng(13)
+    W, b, V = 0.3 * rng.normal(size=(16, 5)), 0.1 * rng.normal(size=16), rng.normal(size=(3, 16))
+    X = 0.3 * rng.normal(size=(30, 5))
+    layer = UniversalRandomFeatures.from_dense_layer(W, b, V, activation="exp", n_components=200_000, X=X,
+                                                     random_state=0)
+    exact = np.exp(X @ W.T + b) @ V.T
+    assert np.linalg.norm(layer.predict(X) - exact) / np.linalg.norm(exact) < 0.02
+    assert layer.M.shape == (200_000, 3)
+    with pytest.raises(ValueError, match="representative inputs"):
+        UniversalRandomFeatures.from_dense_layer(W, b, V)
+
+
+def test_universal_bad_input():
+    X = np.random.default_rng(14).normal(size=(5, 3))
+    with pytest.raises(ValueError, match="activation"):
+        UniversalRandomFeatures("swish").fit(X)
+    with pytest.raises(ValueError, match="weights"):
+        UniversalRandomFeatures().fit(X, weights=np.ones((2, 4)))
+    u = UniversalRandomFeatures("sin", random_state=0).fit(X)
+    with pytest.raises(ValueError, match="shape"):
+        u.transform_weights(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="bound"):
+        UniversalRandomFeatures(bound=-1.0).fit(X)
