@@ -10,6 +10,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 from _harness import machine  # noqa: E402
 
+import bench_distributed  # noqa: E402
 import bench_entk  # noqa: E402
 import bench_explain  # noqa: E402
 import bench_features  # noqa: E402
@@ -26,7 +27,7 @@ def main():
     large = "--large" in sys.argv  # EigenPro 3 at n = 1 000 000 (about 15 minutes more)
     sections = [bench_gram.run(quick), bench_entk.run(quick), bench_solvers.run(quick, large),
                 bench_explain.run(quick), bench_theory.run(quick), bench_features.run(quick),
-                bench_grf.run(quick), "\n".join(bench_online.run(quick))]
+                bench_grf.run(quick), "\n".join(bench_online.run(quick)), bench_distributed.run(quick)]
     text = "\n".join([
         "# Benchmark results",
         "",
@@ -37,7 +38,7 @@ def main():
         f"Total benchmark time: {time.time() - t0:.0f} s{' (quick mode)' if quick else ''}"
         f"{' (with --large)' if large else ''}.",
         "",
-        *sections,
+        "\n\n".join(s.rstrip("\n") for s in sections),
     ])
     out = pathlib.Path(__file__).with_name("RESULTS.md")
     out.write_text(text + "\n")

@@ -7,7 +7,7 @@ import pathlib
 import sys
 import time
 
-SECTIONS = ("gram", "entk", "solvers", "explain", "theory", "features", "grf", "online")
+SECTIONS = ("gram", "entk", "solvers", "explain", "theory", "features", "grf", "online", "distributed")
 
 
 def _bench_dir() -> pathlib.Path:

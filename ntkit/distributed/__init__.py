@@ -6,5 +6,6 @@ ones: work is split so that every random number is keyed by the item it belongs 
 """
 
 from ._graphs import graph_random_features
+from ._ops import gram, kernel_matvec
 
-__all__ = ["graph_random_features"]
+__all__ = ["gram", "kernel_matvec", "graph_random_features"]

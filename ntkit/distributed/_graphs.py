@@ -65,7 +65,7 @@ def graph_random_features(adjacency, *, client, n_partitions=None, **params):
         raise ValueError(f"n_partitions must be >= 1; got {n_partitions}.")
     t0 = time.perf_counter()
     [graph] = client.scatter([(U.indptr.astype(np.int64), U.indices.astype(np.int64), U.data, U.shape)],
-                             broadcast=True)
+                             broadcast=True, hash=False)
     blocks = [b for b in np.array_split(np.arange(n, dtype=np.int64), min(k, max(n, 1))) if len(b)]
     futures = [client.submit(_partition, graph, b, grf._n_walks, grf._p_halt, grf.modulation_, grf.seed_, grf._mode,
                              grf.backend, pure=False) for b in blocks]

@@ -1,5 +1,18 @@
-"""scikit-learn estimators built on ntkit's solvers."""
+"""scikit-learn estimators built on ntkit's kernels, solvers, online learners and feature maps.
 
+Regressors and classifiers: :class:`NTKRegressor` / :class:`NTKClassifier` (exact kernel
+regression with the infinite-width NTK or any kernel, solver chosen by size),
+:class:`EigenProRegressor` / :class:`EigenProClassifier` (large n), :class:`OnlineKernelRegressor`
+(streams). Transformers (re-exported from :mod:`ntkit.features`): random Fourier, positive,
+arc-cosine, NTK and universal random features, and Nyström.
+"""
+
+from ..features import (ArcCosineFeatures, NTKRandomFeatures, Nystroem, PositiveRandomFeatures,
+                        RandomFourierFeatures, UniversalRandomFeatures)
 from ._eigenpro import EigenProClassifier, EigenProRegressor
+from ._ntk import EmpiricalNTKKernel, NTKClassifier, NTKRegressor
+from ._online import OnlineKernelRegressor
 
-__all__ = ["EigenProRegressor", "EigenProClassifier"]
+__all__ = ["NTKRegressor", "NTKClassifier", "EmpiricalNTKKernel", "EigenProRegressor", "EigenProClassifier",
+           "OnlineKernelRegressor", "RandomFourierFeatures", "PositiveRandomFeatures", "ArcCosineFeatures",
+           "NTKRandomFeatures", "UniversalRandomFeatures", "Nystroem"]

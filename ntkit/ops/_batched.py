@@ -77,8 +77,10 @@ def batched_gram(A, B=None, *, reduce="none", backend="auto"):
                 jnp.asarray(A, dtype=dtype), None if B is None else jnp.asarray(B, dtype=dtype), reduce
             )
             return out if jax_in else np.asarray(out)
-    An = np.ascontiguousarray(np.asarray(A), dtype=dtype)
-    Bn = None if B is None else np.ascontiguousarray(np.asarray(B), dtype=dtype)
+    from ._gram import c_aligned
+
+    An = c_aligned(A, dtype)
+    Bn = None if B is None else c_aligned(B, dtype)
     if backend == "native":
         out = native_backend.batched_gram(An, Bn, reduce)
     else:

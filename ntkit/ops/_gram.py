@@ -74,6 +74,12 @@ def resolve_backend(backend: str, kernel: Kernel, *, jax_in: bool, params: dict 
     return backend
 
 
+def c_aligned(a, dtype):
+    """C-contiguous, aligned, native-endian ``dtype`` array (a copy only when needed). Buffers
+    unpickled from another process (Dask workers) can be contiguous yet unaligned."""
+    return np.require(np.asarray(a, dtype=np.dtype(dtype).newbyteorder("=")), requirements=["C", "A"])
+
+
 def _check_kernel(kernel) -> Kernel:
     if not isinstance(kernel, Kernel):
         raise TypeError(
@@ -104,10 +110,10 @@ def _setup(kernel, X, Z, backend, extra=()) -> tuple[_Problem, list]:
             conv = [None if a is None else jnp.asarray(a, dtype=dtype) for a in (X, Z, *extra)]
             Xp, Zp = kernel._prepare(jnp, conv[0], conv[1], params)
     else:
-        conv = [None if a is None else np.ascontiguousarray(np.asarray(a), dtype=dtype) for a in (X, Z, *extra)]
+        conv = [None if a is None else c_aligned(a, dtype) for a in (X, Z, *extra)]
         Xp, Zp = kernel._prepare(np, conv[0], conv[1], params)
-        Xp = np.ascontiguousarray(Xp, dtype=dtype)
-        Zp = None if Zp is None else np.ascontiguousarray(Zp, dtype=dtype)
+        Xp = c_aligned(Xp, dtype)
+        Zp = None if Zp is None else c_aligned(Zp, dtype)
     prob = _Problem(kernel, params, Xp, Zp, int(X.shape[1]), backend, jax_in, dtype)
     return prob, conv[2:]
 

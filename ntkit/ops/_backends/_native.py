@@ -54,4 +54,7 @@ def batched_gram(A, B, reduce):
 
 
 def asarray(x):
-    return np.ascontiguousarray(x)
+    # C-contiguous, aligned and native-endian (arrays unpickled from a buffer, e.g. on a Dask
+    # worker, can be contiguous but unaligned; the engine refuses those)
+    x = np.asarray(x)
+    return np.require(x.astype(x.dtype.newbyteorder("="), copy=False), requirements=["C", "A"])

@@ -1,0 +1,247 @@
+"""Kernel regression and classification with NTK (or any) kernels, solved by the right method for the size."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.linalg
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._validation import InvalidParameterError, check_option, check_scalar
+from ..kernels import Kernel, ReluNTK
+
+__all__ = ["NTKRegressor", "NTKClassifier", "EmpiricalNTKKernel"]
+
+#: "auto": dense Cholesky up to this many training points, matrix-free CG up to ``_CG_MAX``, EigenPro beyond.
+_CHOLESKY_MAX = 6000
+_CG_MAX = 60000
+#: Above this size a float64 Cholesky runs with single-threaded BLAS: OpenBLAS with 2 threads
+#: segfaults for n ≳ 16 000 on these machines (see benchmarks/RESULTS.md and issue notes).
+_CHOLESKY_THREADS_1 = 8000
+
+
+class EmpiricalNTKKernel:
+    """The empirical NTK of a JAX model as a kernel callable ``k(A, B) -> (n, m)``.
+
+    ``kind="trace"`` (the trace over logits) or ``"sum_logits"`` (the pseudo-NTK); ``normalize``
+    as in :func:`ntkit.ntk.empirical_ntk`. Use it as ``NTKRegressor(kernel=EmpiricalNTKKernel(apply_fn, params))``.
+    """
+
+    def __init__(self, apply_fn, params, *, kind="trace", normalize=None, batch_size=None, memory_budget=None):
+        self.apply_fn = apply_fn
+        self.params = params
+        self.kind = kind
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.memory_budget = memory_budget
+
+    def __call__(self, A, B=None):
+        from ..ntk import empirical_ntk
+
+        if self.kind not in ("trace", "sum_logits"):
+            raise InvalidParameterError(f"EmpiricalNTKKernel kind must be 'trace' or 'sum_logits' (a scalar kernel); "
+                                        f"got {self.kind!r}.")
+        A = np.asarray(A, dtype=np.float32) if np.asarray(A).dtype != np.float64 else np.asarray(A)
+        B = None if B is None else (np.asarray(B, dtype=A.dtype))
+        return np.asarray(empirical_ntk(self.apply_fn, self.params, A, B, kind=self.kind, normalize=self.normalize,
+                                        batch_size=self.batch_size, memory_budget=self.memory_budget),
+                          dtype=np.float64)
+
+    def diag(self, A):
+        """``k(a, a)`` for each row (small diagonal blocks)."""
+        A = np.asarray(A)
+        return np.concatenate([np.diag(self(A[i:i + 128])) for i in range(0, len(A), 128)]) if len(A) else \
+            np.zeros(0)
+
+
+def _gram(kernel, A, B=None):
+    if isinstance(kernel, Kernel):
+        from ..ops import gram
+
+        return np.asarray(gram(kernel, A, B), dtype=np.float64)
+    return np.asarray(kernel(A, A if B is None else B), dtype=np.float64)
+
+
+class _NTKBase(BaseEstimator):
+    def __init__(self, kernel=None, *, ridge=1e-6, solver="auto", tol=1e-8, max_iter=None, epochs=20,
+                 memory_budget=None, random_state=None, verbose=False):
+        self.kernel = kernel
+        self.ridge = ridge
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.epochs = epochs
+        self.memory_budget = memory_budget
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _resolve(self, n):
+        owner = type(self).__name__
+        solver = check_option(self.solver, "solver", owner, ("auto", "cholesky", "cg", "eigenpro"))
+        check_scalar(self.ridge, "ridge", owner, low=0.0)
+        if solver == "auto":
+            solver = "cholesky" if n <= _CHOLESKY_MAX else ("cg" if n <= _CG_MAX else "eigenpro")
+        kernel = ReluNTK(depth=2) if self.kernel is None else self.kernel
+        if not callable(kernel):
+            raise InvalidParameterError(f"kernel must be an ntkit kernel or a callable k(A, B); got {kernel!r}.")
+        return solver, kernel
+
+    def _solve(self, X, Y):
+        n = X.shape[0]
+        solver, kernel = self._resolve(n)
+        ridge = float(self.ridge)
+        X64 = X.astype(np.float64, copy=False)
+        if solver == "cholesky":
+            K = _gram(kernel, X64)
+            K[np.diag_indices_from(K)] += ridge
+            from threadpoolctl import threadpool_limits
+
+            limit = 1 if n >= _CHOLESKY_THREADS_1 else None
+            with threadpool_limits(limits=limit, user_api="blas"):
+                try:
+                    alpha = scipy.linalg.cho_solve(scipy.linalg.cho_factor(K, lower=True, overwrite_a=True), Y)
+                except np.linalg.LinAlgError:
+                    raise np.linalg.LinAlgError(
+                        "the kernel matrix plus ridge is not positive definite (numerically singular): raise ridge "
+                        f"(now {ridge:g}).") from None
+            self.n_iter_ = 1  # one direct factorisation
+        elif solver == "cg":
+            import scipy.sparse.linalg as spla
+
+            from ..ops import KernelOperator
+
+            if isinstance(kernel, Kernel):
+                A = KernelOperator(kernel, X64, ridge=ridge)
+            else:
+                K = _gram(kernel, X64)
+                A = spla.aslinearoperator(K + ridge * np.eye(n))
+            alpha = np.empty_like(Y)
+            its = []
+            for c in range(Y.shape[1]):
+                count = [0]
+                alpha[:, c], info = spla.cg(A, Y[:, c], rtol=self.tol, maxiter=self.max_iter,
+                                            callback=lambda _: count.__setitem__(0, count[0] + 1))
+                its.append(count[0])
+                if info > 0:
+                    warnings.warn(f"CG stopped after {count[0]} iterations without reaching tol={self.tol:g} "
+                                  f"(target column {c}); raise ridge or max_iter, or use solver='eigenpro'.",
+                                  RuntimeWarning, stacklevel=3)
+            self.n_iter_ = max(1, max(its) if its else 0)
+        else:
+            from ..solvers import eigenpro
+
+            res = eigenpro(kernel, X64, Y, ridge=ridge, epochs=self.epochs, tol=self.tol if self.tol else None,
+                           random_state=self.random_state, verbose=self.verbose, memory_budget=self.memory_budget)
+            alpha = np.asarray(res.weights)
+            self.n_iter_ = len(res.history) if hasattr(res, "history") else self.epochs
+        self.solver_ = solver
+        self.kernel_ = kernel
+        self.dual_coef_ = alpha
+        self.X_fit_ = X64
+        return self
+
+    def _decision(self, X):
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X64 = X.astype(np.float64, copy=False)
+        if isinstance(self.kernel_, Kernel):
+            from ..ops import kernel_matvec
+
+            out = np.asarray(kernel_matvec(self.kernel_, X64, self.X_fit_, self.dual_coef_,
+                                           memory_budget=self.memory_budget))
+        else:
+            out = _gram(self.kernel_, X64, self.X_fit_) @ self.dual_coef_
+        return out.astype(X.dtype, copy=False)
+
+
+class NTKRegressor(RegressorMixin, _NTKBase):
+    """Kernel ridge regression ``(K + ridge·I) α = y`` with the infinite-width ReLU NTK by default.
+
+    Parameters
+    ----------
+    kernel : Kernel or callable, default=None
+        ``None`` is ``ReluNTK(depth=2)``; any ntkit kernel (``ReluNNGP``, ``RBF``, ... — tunable as
+        ``kernel__<param>`` in a grid search), an :class:`EmpiricalNTKKernel` of a JAX model, or any
+        callable ``k(A, B)``.
+    ridge : float, default=1e-6
+        Added to the kernel diagonal.
+    solver : {"auto", "cholesky", "cg", "eigenpro"}, default="auto"
+        ``"auto"``: dense Cholesky up to 6 000 points (single-threaded BLAS above 8 000, where
+        2-thread OpenBLAS crashes on these machines), matrix-free conjugate gradients (blocks
+        through :class:`ntkit.ops.KernelOperator`) up to 60 000, EigenPro 2 beyond.
+    tol, max_iter : CG / EigenPro stopping rules.
+    epochs : int, default=20
+        EigenPro epochs.
+    memory_budget, random_state, verbose
+
+    Attributes
+    ----------
+    dual_coef_ (n, outputs), solver_, kernel_, X_fit_, n_iter_.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit.estimators import NTKRegressor
+    >>> X = np.random.default_rng(0).normal(size=(200, 4)); y = np.sin(X[:, 0])
+    >>> NTKRegressor(ridge=1e-3).fit(X[:150], y[:150]).score(X[150:], y[150:]) > 0.8
+    True
+    """
+
+    def fit(self, X, y):
+        """Solve for the dual coefficients on (X, y)."""
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, multi_output=True)
+        Y = np.asarray(y, dtype=np.float64)
+        self._y_1d = Y.ndim == 1
+        return self._solve(X, Y.reshape(len(Y), -1))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def predict(self, X):
+        """``K(X, X_fit) α``."""
+        out = self._decision(X)
+        return out[:, 0] if self._y_1d else out
+
+
+class NTKClassifier(ClassifierMixin, _NTKBase):
+    """Kernel classification by ridge regression on one-hot (±1) targets, NTK kernel by default.
+
+    Same parameters as :class:`NTKRegressor`; ``predict`` is the argmax of
+    ``decision_function`` (one column per class; one column for two classes).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from ntkit.estimators import NTKClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = NTKClassifier(ridge=1e-2).fit(X[:1000] / 16, y[:1000])
+    >>> clf.score(X[1000:] / 16, y[1000:]) > 0.95
+    True
+    """
+
+    def fit(self, X, y):
+        """Fit one-vs-rest ±1 targets."""
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        self._lb = LabelBinarizer(neg_label=-1, pos_label=1)
+        Y = self._lb.fit_transform(y).astype(np.float64)
+        self.classes_ = self._lb.classes_
+        return self._solve(X, Y)
+
+    def decision_function(self, X):
+        """Scores, shape (n,) for two classes, (n, n_classes) otherwise."""
+        out = self._decision(X)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def predict(self, X):
+        """The class with the largest score."""
+        S = self.decision_function(X)
+        if S.ndim == 1:
+            return self.classes_[(S > 0).astype(int)]
+        return self.classes_[np.argmax(S, axis=1)]
