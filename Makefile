@@ -1,7 +1,7 @@
 # ntkit: two commands for a newcomer.
 #   make tour   - create .venv, install ntkit with its native extension, run the tour on bundled data
 #   make test   - same install, then the whole test suite
-# Other targets: make bench (benchmarks -> benchmarks/RESULTS.md), make interop (neural-tangents golden values),
+# Other targets: make bench (benchmarks -> benchmarks/RESULTS.md), make docs (site/), make interop (neural-tangents golden values),
 # make info (which backends are built), make clean.
 
 PYTHON ?= python3
@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.ntkit-installed
 BENCH_ARGS ?= --large
 NATIVE_SOURCES := $(shell find ntkit_native/csrc -type f 2>/dev/null) setup.py pyproject.toml
 
-.PHONY: install test tour bench interop info clean
+.PHONY: install test tour bench docs interop info clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ tour: install
 bench: install
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
+# The documentation site (MkDocs + mkdocstrings, numpy docstrings) into site/; warnings are errors.
+docs: install
+	$(BIN)/mkdocs build --strict -d site
+
 info: install
 	$(BIN)/ntkit info
 
@@ -49,4 +53,4 @@ interop: .venv-interop/bin/python
 	.venv-interop/bin/python tests/golden/make_golden_entk.py
 
 clean:
-	rm -rf build *.egg-info ntkit_native/_C*.so tour .pytest_cache
+	rm -rf build *.egg-info ntkit_native/_C*.so tour site .pytest_cache

@@ -11,4 +11,4 @@ from ._grf import GraphRandomFeatures
 from ._kernels import NAMED_KERNELS, exact_graph_kernel
 from ._ridge import GraphKernelRidge
 
-__all__ = ["GraphRandomFeatures", "GraphKernelRidge", "exact_graph_kernel", "NAMED_KERNELS"]
+__all__ = ["GraphRandomFeatures", "GraphKernelRidge", "exact_graph_kernel"]

@@ -132,7 +132,20 @@ class _OnlineRegressor(RegressorMixin, BaseEstimator):
         return self._learner().predict(self.state_, X)
 
 
-_COMMON_DOC = """
+class KOGD(_OnlineRegressor):
+    r"""Kernel online gradient descent, projected onto an RKHS ball, optionally on a budget.
+
+    The first-order baseline (see :func:`ntkit.online.kogd`): one support vector per round, AdaGrad-norm
+    steps, removal of the smallest older support vector when over ``budget``. Without a budget a round costs
+    O(t·d).
+
+    Parameters
+    ----------
+    U : float > 0 or "auto", default="auto"
+        Radius of the ball ``‖f‖ ≤ U``; "auto": ``5·max|y|/sqrt(max k(x, x))`` over the rounds seen.
+    learning_rate : "adagrad" or float > 0, default="adagrad"
+    budget : int, optional
+        Maximum number of support vectors.
     kernel : ntkit kernel, default=None
         None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
     verbose : bool, default=False
@@ -149,27 +162,11 @@ _COMMON_DOC = """
     cumulative_loss_ : float
         ``Σ_t (f_t(x_t) − y_t)²`` over those rounds, each prediction made before its label was seen.
     dictionary_size_ : int
-        {dict_doc}
+        Number of support vectors.
     online_predictions_ : ndarray of shape (n_samples,)
         The predictions ``f_t(x_t)`` made during the last ``fit`` / ``partial_fit`` call.
     n_features_in_ : int
-"""
 
-
-class KOGD(_OnlineRegressor):
-    __doc__ = """Kernel online gradient descent, projected onto an RKHS ball, optionally on a budget.
-
-    The first-order baseline (see :func:`ntkit.online.kogd`): one support vector per round, AdaGrad-norm
-    steps, removal of the smallest older support vector when over ``budget``. Without a budget a round costs
-    O(t·d).
-
-    Parameters
-    ----------
-    U : float > 0 or "auto", default="auto"
-        Radius of the ball ``‖f‖ ≤ U``; "auto": ``5·max|y|/sqrt(max k(x, x))`` over the rounds seen.
-    learning_rate : "adagrad" or float > 0, default="adagrad"
-    budget : int, optional
-        Maximum number of support vectors.""" + _COMMON_DOC.format(dict_doc="Number of support vectors.") + """
     Examples
     --------
     >>> import numpy as np
@@ -178,6 +175,7 @@ class KOGD(_OnlineRegressor):
     >>> X = rng.uniform(-1, 1, size=(300, 2)); y = np.sin(3 * X[:, 0])
     >>> KOGD(budget=40).fit(X, y).dictionary_size_
     40
+    
     """
 
     _core_params = ("U", "learning_rate", "budget")
@@ -198,7 +196,7 @@ class KOGD(_OnlineRegressor):
 
 
 class AOGDALD(_OnlineRegressor):
-    __doc__ = """AOGD-ALD: AdaGrad-norm kernel online gradient descent on an ALD dictionary (Li & Liao 2023).
+    r"""AOGD-ALD: AdaGrad-norm kernel online gradient descent on an ALD dictionary (Li & Liao 2023).
 
     Per-round cost O(|D|²) with ``|D| = O(log² T)`` for kernels with exponentially decaying spectra
     (see :func:`ntkit.online.aogd_ald`).
@@ -213,7 +211,28 @@ class AOGDALD(_OnlineRegressor):
     horizon : int, optional
         Number of rounds T when known.
     budget : int, optional
-        Maximum dictionary size.""" + _COMMON_DOC.format(dict_doc="Size of the ALD dictionary.") + """
+        Maximum dictionary size.
+    kernel : ntkit kernel, default=None
+        None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
+    verbose : bool, default=False
+        Show a tqdm progress bar over blocks of 2048 rows.
+
+    Attributes
+    ----------
+    state_ : NamedTuple
+        The functional state (see :mod:`ntkit.online`).
+    kernel_ : Kernel
+        The kernel in use.
+    n_seen_ : int
+        Rounds seen since the last ``fit``.
+    cumulative_loss_ : float
+        ``Σ_t (f_t(x_t) − y_t)²`` over those rounds, each prediction made before its label was seen.
+    dictionary_size_ : int
+        Size of the ALD dictionary.
+    online_predictions_ : ndarray of shape (n_samples,)
+        The predictions ``f_t(x_t)`` made during the last ``fit`` / ``partial_fit`` call.
+    n_features_in_ : int
+
     Examples
     --------
     >>> import numpy as np
@@ -223,6 +242,7 @@ class AOGDALD(_OnlineRegressor):
     >>> model = AOGDALD(horizon=500).fit(X, y)
     >>> model.n_seen_, model.dictionary_size_ < 50
     (500, True)
+    
     """
 
     _core_params = ("U", "threshold", "horizon", "budget")
@@ -244,7 +264,7 @@ class AOGDALD(_OnlineRegressor):
 
 
 class NONSALD(_OnlineRegressor):
-    __doc__ = """NONS-ALD: online Newton step on Nyström features of an ALD dictionary (Li & Liao 2023).
+    r"""NONS-ALD: online Newton step on Nyström features of an ALD dictionary (Li & Liao 2023).
 
     Approximates :class:`KONS` at per-round cost O(|D|²); with ``threshold=0`` it makes KONS's
     predictions (see :func:`ntkit.online.nons_ald`).
@@ -260,8 +280,28 @@ class NONSALD(_OnlineRegressor):
     threshold, horizon, budget
         As in :class:`AOGDALD`.
     refactor_every : int or None, default=1000
-        Recompute A⁻¹ from A every this many rounds.""" + _COMMON_DOC.format(
-        dict_doc="Size of the ALD dictionary.") + """
+        Recompute A⁻¹ from A every this many rounds.
+    kernel : ntkit kernel, default=None
+        None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
+    verbose : bool, default=False
+        Show a tqdm progress bar over blocks of 2048 rows.
+
+    Attributes
+    ----------
+    state_ : NamedTuple
+        The functional state (see :mod:`ntkit.online`).
+    kernel_ : Kernel
+        The kernel in use.
+    n_seen_ : int
+        Rounds seen since the last ``fit``.
+    cumulative_loss_ : float
+        ``Σ_t (f_t(x_t) − y_t)²`` over those rounds, each prediction made before its label was seen.
+    dictionary_size_ : int
+        Size of the ALD dictionary.
+    online_predictions_ : ndarray of shape (n_samples,)
+        The predictions ``f_t(x_t)`` made during the last ``fit`` / ``partial_fit`` call.
+    n_features_in_ : int
+
     Examples
     --------
     >>> import numpy as np
@@ -272,6 +312,7 @@ class NONSALD(_OnlineRegressor):
     >>> model = NONSALD(RBF(0.5), horizon=500).fit(X, y)
     >>> float(np.mean((model.predict(X) - y) ** 2)) < 0.01
     True
+    
     """
 
     _core_params = ("C", "eta", "ridge", "threshold", "horizon", "budget", "refactor_every")
@@ -298,7 +339,7 @@ class NONSALD(_OnlineRegressor):
 
 
 class KONS(_OnlineRegressor):
-    __doc__ = """KONS: exact kernel online Newton step (Calandriello, Lazaric & Valko 2017).
+    r"""KONS: exact kernel online Newton step (Calandriello, Lazaric & Valko 2017).
 
     O(t²) time and memory per round (see :func:`ntkit.online.kons`); the reference that NONS-ALD and
     Sketched-KONS approximate.
@@ -310,7 +351,28 @@ class KONS(_OnlineRegressor):
     eta : float >= 0 or "auto", default="auto"
         Curvature weight; "auto": ``1/(4(C² + max|y|²))``.
     ridge : float > 0, default=1.0
-        α in ``A_0 = α I``.""" + _COMMON_DOC.format(dict_doc="Number of points kept (every round's).") + """
+        α in ``A_0 = α I``.
+    kernel : ntkit kernel, default=None
+        None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
+    verbose : bool, default=False
+        Show a tqdm progress bar over blocks of 2048 rows.
+
+    Attributes
+    ----------
+    state_ : NamedTuple
+        The functional state (see :mod:`ntkit.online`).
+    kernel_ : Kernel
+        The kernel in use.
+    n_seen_ : int
+        Rounds seen since the last ``fit``.
+    cumulative_loss_ : float
+        ``Σ_t (f_t(x_t) − y_t)²`` over those rounds, each prediction made before its label was seen.
+    dictionary_size_ : int
+        Number of points kept (every round's).
+    online_predictions_ : ndarray of shape (n_samples,)
+        The predictions ``f_t(x_t)`` made during the last ``fit`` / ``partial_fit`` call.
+    n_features_in_ : int
+
     Examples
     --------
     >>> import numpy as np
@@ -319,6 +381,7 @@ class KONS(_OnlineRegressor):
     >>> X = rng.uniform(-1, 1, size=(300, 2)); y = np.sin(3 * X[:, 0])
     >>> KONS().fit(X, y).dictionary_size_
     300
+    
     """
 
     _core_params = ("C", "eta", "ridge")
@@ -340,7 +403,7 @@ class KONS(_OnlineRegressor):
 
 
 class SketchedKONS(_OnlineRegressor):
-    __doc__ = """Sketched-KONS: KONS with the curvature matrix sketched by kernel online row sampling.
+    r"""Sketched-KONS: KONS with the curvature matrix sketched by kernel online row sampling.
 
     Each round's gradient enters the curvature matrix with probability ``max(min(β τ̃, 1), γ)`` (τ̃ its
     ridge leverage score, estimated by KORS); cost O(t·d + (γt)²) per round, regret at most 1/γ times
@@ -355,8 +418,28 @@ class SketchedKONS(_OnlineRegressor):
     beta : float > 0, default=1.5
         Oversampling of the leverage scores.
     random_state : int, RandomState or None, default=None
-        Seeds the counter-based draws.""" + _COMMON_DOC.format(
-        dict_doc="Number of gradients in the curvature sketch.") + """
+        Seeds the counter-based draws.
+    kernel : ntkit kernel, default=None
+        None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
+    verbose : bool, default=False
+        Show a tqdm progress bar over blocks of 2048 rows.
+
+    Attributes
+    ----------
+    state_ : NamedTuple
+        The functional state (see :mod:`ntkit.online`).
+    kernel_ : Kernel
+        The kernel in use.
+    n_seen_ : int
+        Rounds seen since the last ``fit``.
+    cumulative_loss_ : float
+        ``Σ_t (f_t(x_t) − y_t)²`` over those rounds, each prediction made before its label was seen.
+    dictionary_size_ : int
+        Number of gradients in the curvature sketch.
+    online_predictions_ : ndarray of shape (n_samples,)
+        The predictions ``f_t(x_t)`` made during the last ``fit`` / ``partial_fit`` call.
+    n_features_in_ : int
+
     Examples
     --------
     >>> import numpy as np
@@ -365,6 +448,7 @@ class SketchedKONS(_OnlineRegressor):
     >>> X = rng.uniform(-1, 1, size=(400, 2)); y = np.sin(3 * X[:, 0])
     >>> SketchedKONS(gamma=0.05, random_state=0).fit(X, y).dictionary_size_ < 200
     True
+    
     """
 
     _core_params = ("C", "eta", "ridge", "gamma", "beta")
