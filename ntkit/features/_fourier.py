@@ -89,6 +89,22 @@ def _hadamard_blocks(Xs, signs):
     return out.reshape(n, nb * dp)
 
 
+def _parallel_rows(fn, n, width):
+    """Run ``fn(i0, i1)`` over row blocks on a thread pool (numpy's trigonometric ufuncs release the
+    GIL, and are otherwise single-threaded); serial for small outputs."""
+    import os
+
+    threads = min(os.cpu_count() or 1, 8)
+    if threads == 1 or n * width < 2_000_000:
+        fn(0, n)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    step = -(-n // (4 * threads))
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda i: fn(i, min(n, i + step)), range(0, n, step)))
+
+
 class RandomFourierFeatures(RandomFeatureBase):
     """Random Fourier features of the RBF, Laplace and Matérn kernels of :mod:`ntkit.kernels`.
 
@@ -214,9 +230,14 @@ class RandomFourierFeatures(RandomFeatureBase):
         if self.phase_ is None:
             m = P.shape[1]
             out = np.empty((X.shape[0], 2 * m), dtype=X.dtype)
-            np.cos(P, out=out[:, :m])
-            np.sin(P, out=out[:, m:])
-            out *= X.dtype.type(1.0 / math.sqrt(m))
+            scale = X.dtype.type(1.0 / math.sqrt(m))
+
+            def block(i0, i1):
+                np.cos(P[i0:i1], out=out[i0:i1, :m])
+                np.sin(P[i0:i1], out=out[i0:i1, m:])
+                out[i0:i1] *= scale
+
+            _parallel_rows(block, X.shape[0], 2 * m)
             return out
         # odd D = 2m + 1: m [cos, sin] pairs (weight 2m/D) and one sqrt(2) cos(ωx + b) (weight 1/D),
         # each unbiased, so their weighted average is too
