@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import InvalidParameterError, check_int, check_scalar  # noqa: F401
+from .._validation import InvalidParameterError, check_int, check_scalar
 
 __all__ = ["RandomFeatureBase", "check_lengthscale", "orthogonal_directions", "seed_from"]
 
