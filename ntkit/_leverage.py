@@ -55,10 +55,10 @@ def exact_leverage_scores(kernel, X, ridge):
 class _DictionaryFactor:
     """Cholesky factor of ``S K_DD S + γ I`` for repeated leverage-score queries."""
 
-    def __init__(self, kernel, D, weights, ridge):
+    def __init__(self, kernel, D, weights, ridge, *, KDD=None):
         self.kernel, self.D, self.ridge = kernel, D, float(ridge)
         self.s = np.ones(len(D)) if weights is None else np.asarray(weights, np.float64)
-        KDD = _gram(kernel, D)
+        KDD = _gram(kernel, D) if KDD is None else KDD
         M = self.s[:, None] * KDD * self.s[None, :]
         M[np.diag_indices_from(M)] += self.ridge
         self.chol = scipy.linalg.cho_factor(M, lower=True)
@@ -102,10 +102,10 @@ def approximate_leverage_scores(kernel, X, dictionary, ridge, *, weights=None, m
     return _DictionaryFactor(kernel, dictionary, weights, ridge).scores(X, memory_budget=memory_budget)
 
 
-def _auto_ridge(kernel, D, weights, s):
-    """Musco & Musco's ridge for a target size s: the tail mass of the dictionary's spectrum / s."""
-    K = _gram(kernel, D)
-    w = np.ones(len(D)) if weights is None else weights
+def _auto_ridge(K, weights, s):
+    """Musco & Musco's ridge for a target size s: the tail mass of the (weighted) dictionary Gram
+    matrix ``K``'s spectrum beyond s, divided by s."""
+    w = np.ones(len(K)) if weights is None else weights
     ev = np.clip(np.linalg.eigvalsh(w[:, None] * K * w[None, :]), 0.0, None)[::-1]
     tail = float(ev[s:].sum()) if s < len(ev) else 0.0
     return max(tail / s, 1e-10 * float(ev[0]) if len(ev) else 1e-10, np.finfo(np.float64).tiny)
@@ -146,6 +146,12 @@ def recursive_rls(kernel, X, n_components, *, ridge=None, oversample=2.0, random
     s = int(n_components)
     base = max(int(oversample * s), 64)
 
+    def _level(D, w):
+        # one K_DD per level, shared by the ridge rule and the factor
+        KDD = _gram(kernel, X[D])
+        gam = ridge if ridge is not None else _auto_ridge(KDD, w, s)
+        return _DictionaryFactor(kernel, X[D], w, gam, KDD=KDD)
+
     def sample(idx):
         # a dictionary of about oversample·s points per level (Musco & Musco's accelerated variant):
         # p_i ∝ τ̃_i, capped at 1, weights 1/√p_i
@@ -153,8 +159,7 @@ def recursive_rls(kernel, X, n_components, *, ridge=None, oversample=2.0, random
             return idx, np.ones(len(idx))
         half = idx[rng.random(len(idx)) < 0.5]
         D, w = sample(half)
-        gam = ridge if ridge is not None else _auto_ridge(kernel, X[D], w, s)
-        tau = _DictionaryFactor(kernel, X[D], w, gam).scores(X[idx], memory_budget=memory_budget)
+        tau = _level(D, w).scores(X[idx], memory_budget=memory_budget)
         p = np.minimum(1.0, oversample * s * tau / max(tau.sum(), 1e-300))
         keep = rng.random(len(idx)) < p
         return idx[keep], 1.0 / np.sqrt(p[keep])
@@ -164,9 +169,8 @@ def recursive_rls(kernel, X, n_components, *, ridge=None, oversample=2.0, random
         D, w = all_idx, np.ones(n)
     else:
         D, w = sample(all_idx[rng.random(n) < 0.5])
-    gam = ridge if ridge is not None else _auto_ridge(kernel, X[D], w, s)
-    tau = _DictionaryFactor(kernel, X[D], w, gam).scores(X, memory_budget=memory_budget)
-    return tau, gam
+    fac = _level(D, w)
+    return fac.scores(X, memory_budget=memory_budget), fac.ridge
 
 
 # ---------------------------------------------------------------------------------------------

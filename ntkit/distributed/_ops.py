@@ -9,7 +9,7 @@ __all__ = ["gram", "kernel_matvec"]
 
 def _blocks(client, X, n_partitions):
     """Futures of the row blocks of X (a numpy array is split and scattered; a Dask array's chunks
-    are computed where they live), with their row counts."""
+    are computed where they live)."""
     try:
         import dask.array as da
     except ImportError:  # pragma: no cover - dask is required to reach here
@@ -19,16 +19,14 @@ def _blocks(client, X, n_partitions):
             raise ValueError(f"X must be a 2-D array; got a {X.ndim}-D Dask array.")
         X = X.rechunk({1: -1})
         parts = X.to_delayed().ravel().tolist()
-        futures = client.compute(parts)
-        sizes = list(X.chunks[0])
-        return futures, sizes
+        return client.compute(parts)
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array; got shape {X.shape}.")
     workers = len(client.scheduler_info().get("workers", {})) or 1
     k = max(1, min(len(X), int(n_partitions) if n_partitions is not None else 2 * workers))
     pieces = [b for b in np.array_split(X, k) if len(b)]
-    return client.scatter(pieces, hash=False), [len(b) for b in pieces]
+    return client.scatter(pieces, hash=False)
 
 
 def _check_client(client):
@@ -64,7 +62,7 @@ def gram(kernel, X, Z=None, *, client=None, n_partitions=None, backend="auto", m
                                      memory_budget=memory_budget))
     _check_client(client)
     Zl = np.asarray(X.compute() if hasattr(X, "compute") else X) if Z is None else np.asarray(Z)
-    futures, _ = _blocks(client, X, n_partitions)
+    futures = _blocks(client, X, n_partitions)
     [Zf] = client.scatter([Zl], broadcast=True, hash=False)
     parts = client.gather([client.submit(_gram_block, kernel, f, Zf, backend, memory_budget, pure=False)
                            for f in futures])
@@ -98,7 +96,7 @@ def kernel_matvec(kernel, X, Z, v, *, client=None, n_partitions=None, backend="a
     if v.shape[0] != Z.shape[0]:
         raise ValueError(f"v has {v.shape[0]} rows but Z has {Z.shape[0]}; K(X, Z) @ v needs one row of v per row "
                          "of Z.")
-    futures, _ = _blocks(client, X, n_partitions)
+    futures = _blocks(client, X, n_partitions)
     [Zf] = client.scatter([Z], broadcast=True, hash=False)
     [vf] = client.scatter([v], broadcast=True, hash=False)
     parts = client.gather([client.submit(_matvec_block, kernel, f, Zf, vf, backend, memory_budget, pure=False)

@@ -11,6 +11,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._leverage import _gram
 from .._validation import InvalidParameterError, check_option, check_scalar
 from ..kernels import Kernel, ReluNTK
 
@@ -56,14 +57,6 @@ class EmpiricalNTKKernel:
         A = np.asarray(A)
         return np.concatenate([np.diag(self(A[i:i + 128])) for i in range(0, len(A), 128)]) if len(A) else \
             np.zeros(0)
-
-
-def _gram(kernel, A, B=None):
-    if isinstance(kernel, Kernel):
-        from ..ops import gram
-
-        return np.asarray(gram(kernel, A, B), dtype=np.float64)
-    return np.asarray(kernel(A, A if B is None else B), dtype=np.float64)
 
 
 class _NTKBase(BaseEstimator):

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import scipy.sparse
 
-from .._validation import check_int, check_scalar
+from .._validation import InvalidParameterError, check_int, check_scalar
 from ._base import RandomFeatureBase
 
 __all__ = ["ArcCosineFeatures", "NTKRandomFeatures", "tensor_sketch"]
@@ -74,8 +74,6 @@ class ArcCosineFeatures(RandomFeatureBase):
         owner = type(self).__name__
         order = self.order
         if isinstance(order, bool) or order not in (0, 1, 2):
-            from .._validation import InvalidParameterError
-
             raise InvalidParameterError(f"The 'order' parameter of {owner} must be one of {{0, 1, 2}}; got {order!r}.")
         self.order_ = int(order)
         depth = check_int(self.depth, "depth", owner, low=1)

@@ -108,6 +108,7 @@ class Nystroem(RandomFeatureBase):
         self.kernel_ = kernel
         self.component_indices_ = idx
         self.components_ = X[idx]
+        self._landmarks = L  # float64, reused by every transform
         self.normalization_ = V * inv_sqrt[None, :]
         self.rank_ = int(keep.sum())
         return self
@@ -118,7 +119,7 @@ class Nystroem(RandomFeatureBase):
         m = self.components_.shape[0]
         out = np.empty((X.shape[0], m), dtype=X.dtype)
         plan = plan_blocks(X.shape[0], m, n_features=X.shape[1], itemsize=8, memory_budget=self.memory_budget)
-        L = self.components_.astype(np.float64)
+        L = self._landmarks
         for i in range(0, X.shape[0], plan.block_rows):
             Xi = X[i:i + plan.block_rows].astype(np.float64)
             out[i:i + len(Xi)] = _gram(self.kernel_, Xi, L) @ self.normalization_

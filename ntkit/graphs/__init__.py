@@ -8,7 +8,7 @@ the sparse features.
 """
 
 from ._grf import GraphRandomFeatures
-from ._kernels import NAMED_KERNELS, exact_graph_kernel
+from ._kernels import exact_graph_kernel
 from ._ridge import GraphKernelRidge
 
 __all__ = ["GraphRandomFeatures", "GraphKernelRidge", "exact_graph_kernel"]

@@ -60,7 +60,7 @@ def _walks_numpy(indptr, indices, U, starts, n_walks, p_halt, f, seed, mode):
     antithetic, repelling = bool(mode & 1), bool(mode & 2)
     n_s = len(starts)
     deg_all = np.diff(indptr)
-    rows = [np.repeat(np.arange(n_s), 1)]
+    rows = [np.arange(n_s)]
     cols = [starts.astype(np.int64)]
     vals = [np.full(n_s, f[0] * n_walks)]
     sidx = np.repeat(np.arange(n_s), n_walks)  # which start each walker belongs to
