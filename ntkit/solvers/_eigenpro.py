@@ -160,7 +160,7 @@ def _check_common(X, y, ridge, epochs, kernel):
                                             rtol=1e-5, atol=1e-8 * max(1.0, float(np.abs(d).max(initial=0)))):
             raise ValueError("the precomputed Gram matrix is not symmetric positive semi-definite (negative "
                              "diagonal or asymmetric entries); pass K = (K + K.T) / 2 of a valid kernel.")
-    elif not isinstance(X, np.memmap):
+    elif not isinstance(X, np.memmap) and not getattr(X, "_ntkit_sharded", False):  # shards are checked on entry
         X = check_data(X, "X", ndim=2, allow_jax=False, min_rows=1)
     if y is None:
         raise ValueError("y is required; got None.")
@@ -467,24 +467,17 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
 
         def bind(y):
             snap = {}
+            grad, full_grad = _gradient_fns(X, y, Z, cacc, dtype, bs)
 
             def snapshot(W):
                 """Variance reduction (SVRG): the full gradient at a snapshot of the weights, one data pass."""
-                G = np.zeros(W.shape, np.float64)
-                for i in range(0, n, max(bs, 1024)):
-                    rows = np.arange(i, min(n, i + max(bs, 1024)))
-                    Kbz = cacc.block(np.asarray(X[rows], dtype=dtype), Z)
-                    G += Kbz.T @ (Kbz @ W - y[rows])
-                snap.update(W=W.copy(), G=G)
+                snap.update(W=W.copy(), G=full_grad(W))
 
             def step(W, B, lr):
-                xb = np.asarray(X[B], dtype=dtype)
-                Kbz = cacc.block(xb, Z)
                 if snap:  # r(W) − r(W_snap) + mean gradient: unbiased, and zero at the optimum
-                    g = (Kbz.T @ (Kbz @ (W - snap["W"]))).astype(np.float64) + (len(B) / n) * snap["G"]
+                    g = grad(W - snap["W"], B, False).astype(np.float64) + (len(B) / n) * snap["G"]
                 else:
-                    r = Kbz @ W - y[B]
-                    g = (Kbz.T @ r).astype(np.float64)  # K_ZB r = K_ZZ θ₀
+                    g = grad(W, B, True).astype(np.float64)  # K_ZB r = K_ZZ θ₀
                 if ridge:
                     g += (ridge * len(B) / n) * (L @ (L.T @ W.astype(np.float64)))
                 theta = scipy.linalg.cho_solve((L, True), g, check_finite=False)
@@ -546,11 +539,10 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
     lr = 1.0 / (beta + (bs - 1) * lam_hat)
 
     def bind(y):
+        grad, _ = _gradient_fns(X, y, Z, cacc, dtype, bs)
+
         def step(W, B, lr):
-            xb = np.asarray(X[B], dtype=dtype)
-            Kbz = cacc.block(xb, Z)
-            r = Kbz @ W - y[B]
-            theta = project(Kbz.T @ r)
+            theta = project(grad(W, B, True))
             if ridge:
                 theta += (ridge * len(B) / n) * W
             if N is not None:
@@ -560,6 +552,28 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         return step
 
     return bind, pc.q, bs, lr
+
+
+def _gradient_fns(X, y, Z, cacc, dtype, bs):
+    """EigenPro 3's data pass: ``grad(W, B, with_y) = K(Z, X_B) (K(X_B, Z) W − [y_B])`` and
+    ``full_grad(W)`` (the same over all rows, float64). Data sharded on Dask workers
+    (:func:`ntkit.distributed.eigenpro`) brings its own pair, computed where the rows live."""
+    if getattr(X, "_ntkit_sharded", False):
+        return X.gradient_fns(y, Z, dtype)
+    n = X.shape[0]
+
+    def grad(W, B, with_y):
+        Kbz = cacc.block(np.asarray(X[B], dtype=dtype), Z)
+        return Kbz.T @ (Kbz @ W - y[B] if with_y else Kbz @ W)
+
+    def full_grad(W):
+        G = np.zeros(W.shape, np.float64)
+        for i in range(0, n, max(bs, 1024)):
+            rows = np.arange(i, min(n, i + max(bs, 1024)))
+            G += grad(W, rows, True)
+        return G
+
+    return grad, full_grad
 
 
 def _save_checkpoint(path, W, epoch, history, meta, lr_now, vr_on):
