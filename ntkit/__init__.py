@@ -7,6 +7,7 @@ what this installation can run.
 """
 
 from ._config import config_context, get_config
+from ._linalg import NumericalWarning
 from ._validation import InvalidParameterError
 
 __version__ = "0.1.0"
@@ -14,7 +15,7 @@ __version__ = "0.1.0"
 from . import kernels, ops  # noqa: E402
 
 __all__ = ["__version__", "config_context", "get_config", "show_backends", "backends_info", "InvalidParameterError",
-           "kernels", "ops"]
+           "NumericalWarning", "kernels", "ops"]
 
 
 def backends_info() -> dict:

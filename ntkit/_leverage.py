@@ -19,8 +19,8 @@ online learners in :mod:`ntkit.online`.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
+from . import _linalg
 from .ops import gram, plan_blocks
 
 __all__ = ["exact_leverage_scores", "approximate_leverage_scores", "recursive_rls", "OnlineRLSDictionary"]
@@ -47,7 +47,7 @@ def _kernel_diag(kernel, X):
 def exact_leverage_scores(kernel, X, ridge):
     """``diag(K (K + ridge·I)⁻¹)`` from the dense Gram matrix (O(n³); a reference for small n)."""
     K = _gram(kernel, X)
-    w, V = scipy.linalg.eigh(K)
+    w, V = _linalg.eigh(K, overwrite_a=True)
     w = np.clip(w, 0.0, None)
     return np.einsum("ij,j,ij->i", V, w / (w + ridge), V)
 
@@ -61,7 +61,7 @@ class _DictionaryFactor:
         KDD = _gram(kernel, D) if KDD is None else KDD
         M = self.s[:, None] * KDD * self.s[None, :]
         M[np.diag_indices_from(M)] += self.ridge
-        self.chol = scipy.linalg.cho_factor(M, lower=True)
+        self.L = _linalg.cholesky(M, overwrite_a=True, what="the dictionary's S K_DD S + γI")[0]
 
     def scores(self, X, *, memory_budget=None):
         n = len(X)
@@ -72,7 +72,7 @@ class _DictionaryFactor:
         for i in range(0, n, plan.block_rows):
             Xi = X[i:i + plan.block_rows]
             B = self.s[:, None] * _gram(self.kernel, self.D, Xi)  # (|D|, b)
-            sol = scipy.linalg.cho_solve(self.chol, B)
+            sol = _linalg.cho_solve(self.L, B)
             out[i:i + len(Xi)] = (_kernel_diag(self.kernel, Xi) - np.einsum("ij,ij->j", B, sol)) / self.ridge
         return np.clip(out, 0.0, 1.0)
 

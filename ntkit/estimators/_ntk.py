@@ -5,12 +5,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .. import _linalg
 from .._leverage import _gram
 from .._validation import InvalidParameterError, check_option, check_scalar
 from ..kernels import Kernel, ReluNTK
@@ -20,9 +20,6 @@ __all__ = ["NTKRegressor", "NTKClassifier", "EmpiricalNTKKernel"]
 #: "auto": dense Cholesky up to this many training points, matrix-free CG up to ``_CG_MAX``, EigenPro beyond.
 _CHOLESKY_MAX = 6000
 _CG_MAX = 60000
-#: Above this size a float64 Cholesky runs with single-threaded BLAS: OpenBLAS with 2 threads
-#: segfaults for n ≳ 16 000 on these machines (see benchmarks/RESULTS.md and issue notes).
-_CHOLESKY_THREADS_1 = 8000
 
 
 class EmpiricalNTKKernel:
@@ -89,18 +86,16 @@ class _NTKBase(BaseEstimator):
         ridge = float(self.ridge)
         X64 = X.astype(np.float64, copy=False)
         if solver == "cholesky":
-            K = _gram(kernel, X64)
-            K[np.diag_indices_from(K)] += ridge
-            from threadpoolctl import threadpool_limits
+            def build():
+                K = _gram(kernel, X64)
+                K[np.diag_indices_from(K)] += ridge
+                return K
 
-            limit = 1 if n >= _CHOLESKY_THREADS_1 else None
-            with threadpool_limits(limits=limit, user_api="blas"):
-                try:
-                    alpha = scipy.linalg.cho_solve(scipy.linalg.cho_factor(K, lower=True, overwrite_a=True), Y)
-                except np.linalg.LinAlgError:
-                    raise np.linalg.LinAlgError(
-                        "the kernel matrix plus ridge is not positive definite (numerically singular): raise ridge "
-                        f"(now {ridge:g}).") from None
+            # crash-safe blocked factorisation in place; jitter (with a NumericalWarning) when K + ridge·I
+            # is numerically singular, recomputing K rather than keeping a second n×n copy
+            L, _ = _linalg.cholesky(build(), overwrite_a=True, rebuild=build, stacklevel=4,
+                                    what=f"the training kernel matrix plus ridge={ridge:g}")
+            alpha = _linalg.cho_solve(L, np.asarray(Y, dtype=np.float64))
             self.n_iter_ = 1  # one direct factorisation
         elif solver == "cg":
             import scipy.sparse.linalg as spla
@@ -163,8 +158,9 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     ridge : float, default=1e-6
         Added to the kernel diagonal.
     solver : {"auto", "cholesky", "cg", "eigenpro"}, default="auto"
-        ``"auto"``: dense Cholesky up to 6 000 points (single-threaded BLAS above 8 000, where
-        2-thread OpenBLAS crashes on these machines), matrix-free conjugate gradients (blocks
+        ``"auto"``: dense Cholesky up to 6 000 points (a blocked factorisation that survives
+        OpenBLAS's large-n crash, with jitter and a ``NumericalWarning`` when K + ridge·I is
+        numerically singular), matrix-free conjugate gradients (blocks
         through :class:`ntkit.ops.KernelOperator`) up to 60 000, EigenPro 2 beyond.
     tol, max_iter : CG / EigenPro stopping rules.
     epochs : int, default=20

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg
 import scipy.optimize
 import scipy.stats
 
+from .. import _linalg
 from .._validation import InvalidParameterError, check_scalar
 
 __all__ = ["NTKSurrogate", "Fidelity", "Attribution"]
@@ -215,12 +215,14 @@ class NTKSurrogate:
             T = F if self.target == "network" else Y
             lam = 1.0 / (self.C * n)
             if full:
-                A = scipy.linalg.solve(K + lam * n * np.eye(n * O), T.reshape(-1), assume_a="pos").reshape(n, O)
+                A = _linalg.solve_psd(K + lam * n * np.eye(n * O), T.reshape(-1), overwrite_a=True,
+                                      what="the surrogate's kernel matrix plus ridge").reshape(n, O)
                 b = np.zeros(O)
             else:
                 mean = T.mean(axis=0)
                 if n <= DIRECT_MAX:
-                    A = scipy.linalg.solve(K + lam * n * np.eye(n), T - mean, assume_a="pos")
+                    A = _linalg.solve_psd(K + lam * n * np.eye(n), T - mean, overwrite_a=True,
+                                          what="the surrogate's kernel matrix plus ridge")
                 else:
                     from ..solvers import eigenpro
 
@@ -244,7 +246,10 @@ class NTKSurrogate:
         no function).
         """
         lam = 1.0 / (self.C * n)
-        w, U = np.linalg.eigh((K + K.T) / 2)
+        w, U = _linalg.eigh((K + K.T) / 2, overwrite_a=True)
+        # an empirical NTK is PSD in exact arithmetic; say so when round-off (or a non-PSD kind) left
+        # negative eigenvalues beyond round-off level: their directions are dropped with the tiny ones
+        _linalg.report_negative(w, what="the surrogate's training kernel", stacklevel=3)
         keep = w > 1e-10 * max(w.max(), 1e-300)
         w, U = w[keep], U[:, keep]
         Phi = U * np.sqrt(w)

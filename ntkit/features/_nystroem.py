@@ -14,9 +14,9 @@ dimension Tr K(K + γI)⁻¹ at the ridge γ used (``ridge_``).
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 from sklearn.utils.validation import validate_data
 
+from .. import _linalg
 from .._leverage import _gram, recursive_rls
 from .._validation import InvalidParameterError, check_option
 from ..kernels import RBF
@@ -98,7 +98,7 @@ class Nystroem(RandomFeatureBase):
             idx = np.sort(rng.choice(n, size=m, replace=False, p=p / p.sum()))
         L = X64[idx]
         K = _gram(kernel, L)
-        mu, V = scipy.linalg.eigh(K)
+        mu, V = _linalg.eigh(K)
         # eigenvectors are defined up to sign: fix it (largest entry positive) so that the same
         # landmarks give the same features whatever the rounding (e.g. float32 vs float64 data)
         V = V * np.where(V[np.abs(V).argmax(axis=0), np.arange(V.shape[1])] < 0, -1.0, 1.0)[None, :]

@@ -24,6 +24,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from .. import _linalg
 from .._validation import InvalidParameterError
 
 __all__ = ["NAMED_KERNELS", "alpha_coefficients", "modulation", "deconvolve", "normalized_adjacency",
@@ -187,7 +188,7 @@ def exact_graph_kernel(adjacency, kernel="regularized_laplacian", *, sigma=0.5, 
         raise MemoryError(f"exact_graph_kernel forms dense n × n matrices; n = {n} is too large. Use "
                           "GraphRandomFeatures.kernel_matvec.")
     U = normalized_adjacency(A, sigma).toarray()
-    lam, V = np.linalg.eigh(0.5 * (U + U.T))
+    lam, V = _linalg.eigh(0.5 * (U + U.T), overwrite_a=True)
     if isinstance(kernel, str):
         g = {"regularized_laplacian": lambda x: 1.0 / (1.0 - x),
              "regularized_laplacian_2": lambda x: 1.0 / (1.0 - x) ** 2,

@@ -63,10 +63,10 @@ def _krr_comparator(kernel, X, y, ridge, n_centers, max_exact, random_state):
 
     n = X.shape[0]
     if n <= max_exact:
-        import scipy.linalg
+        from .. import _linalg
 
         K = np.asarray(gram(kernel, X), dtype=np.float64)
-        alpha = scipy.linalg.solve(K + ridge * np.eye(n), y, assume_a="pos")
+        alpha = _linalg.solve_psd(K + ridge * np.eye(n), y, what="the comparator's kernel matrix plus ridge")
         return K @ alpha, f"KRR (ridge {ridge:g}, exact)"
     from ..solvers import nystrom_pcg
 

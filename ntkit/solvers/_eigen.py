@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg
 
+from .. import _linalg
 from .._validation import InvalidParameterError, check_int
 from ._access import KernelAccess, idx
 
@@ -34,7 +34,7 @@ def _eig_of_gram(K, q, method, rng):
     if method == "auto":
         method = "eigh" if s <= EIGH_MAX else "randomized"
     if method == "eigh":
-        w, V = scipy.linalg.eigh(K, subset_by_index=[s - q, s - 1], check_finite=False)
+        w, V = _linalg.eigh(K, subset_by_index=[s - q, s - 1])
     elif method == "randomized":
         # subspace iteration with oversampling; the top q Ritz pairs
         k = min(s, q + 20)

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.linalg
 
+from .. import _linalg
 from .._config import _config, resolve_budget
 from .._validation import InvalidParameterError, check_data, check_int, check_scalar
 from ._access import KernelAccess, idx
@@ -423,29 +424,17 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         S = np.sort(rng.choice(n, size=s, replace=False))
         Xs = np.asarray(X[S], dtype=dtype)
         beta = acc.diag_max(Xs) + ridge / n  # the ridge adds ridge/n per example in the centre coordinates
-        Kzz = cacc.block(Z, Z).astype(np.float64)
-        diag = np.einsum("ii->i", Kzz)  # a view: jitter is added in place, the factor overwrites Kzz
-        jitter = 1e-12 * float(diag.sum()) / p
-        added = 0.0
-        for _ in range(6):
-            diag += jitter - added
-            added = jitter
-            try:
-                L = scipy.linalg.cholesky(Kzz, lower=True, overwrite_a=True, check_finite=False)
-                break
-            except np.linalg.LinAlgError:
-                jitter *= 100
-        else:  # pragma: no cover - a kernel that is not positive definite on the centers
-            raise ValueError("K(centers, centers) is not positive definite even with jitter; remove duplicate "
-                             "centers or use a positive-definite kernel.")
-        del Kzz
-        G = scipy.linalg.solve_triangular(L, cacc.block(Z, Xs).astype(np.float64), lower=True, overwrite_b=True,
-                                          check_finite=False)
+        # crash-safe at any p; jitter with a NumericalWarning when the centers make K_ZZ singular
+        L, _ = _linalg.cholesky(cacc.block(Z, Z).astype(np.float64), overwrite_a=True, stacklevel=4,
+                                rebuild=lambda: cacc.block(Z, Z).astype(np.float64),
+                                what="K(centers, centers) (duplicate centers?)")
+        G = scipy.linalg.solve_triangular(L.T, cacc.block(Z, Xs).astype(np.float64), lower=False, trans="T",
+                                          overwrite_b=True, check_finite=False)
         G /= np.sqrt(s)
         # top eigenpairs of G Gᵀ (p x p) from the small s x s Gram Gᵀ G: U = G W / σ
         k_max = min(s, p, 401) if n_eigen == "auto" else min(s, p, int(n_eigen) + 1)
         M = G.T @ G
-        w, Wv = scipy.linalg.eigh(M, subset_by_index=[M.shape[0] - k_max, M.shape[0] - 1], check_finite=False)
+        w, Wv = _linalg.eigh(M, subset_by_index=[M.shape[0] - k_max, M.shape[0] - 1], overwrite_a=True)
         del M
         order = np.argsort(w)[::-1]
         w, Wv = np.maximum(w[order], 0.0), Wv[:, order]
@@ -480,7 +469,7 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
                     g = grad(W, B, True).astype(np.float64)  # K_ZB r = K_ZZ θ₀
                 if ridge:
                     g += (ridge * len(B) / n) * (L @ (L.T @ W.astype(np.float64)))
-                theta = scipy.linalg.cho_solve((L, True), g, check_finite=False)
+                theta = _linalg.cho_solve(L, g)
                 if q > 1:
                     theta -= Vc @ (V.T @ g)
                 W -= (lr * theta).astype(dtype)

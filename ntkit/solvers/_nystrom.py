@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.linalg
 
+from .. import _linalg
 from .._config import _config, resolve_budget
 from .._validation import check_data, check_int, check_scalar
 from ._access import KernelAccess, idx
@@ -95,8 +96,11 @@ def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxit
     Kmm = zacc.block(allc, allc).astype(np.float64)
     eps = 1e-13 if dtype == np.float64 else 1e-5
     eps_m = eps * m * max(1.0, float(np.max(np.diag(Kmm))))
-    T = scipy.linalg.cholesky(Kmm + eps_m * np.eye(m), lower=False, check_finite=False)  # TᵀT = K_mm + εm I
-    A = scipy.linalg.cholesky(T @ T.T / m + ridge * np.eye(m), lower=False, check_finite=False)
+    Kmm[np.diag_indices(m)] += eps_m
+    T = _linalg.cholesky(Kmm, overwrite_a=True, what="K(centers, centers)")[0].T  # TᵀT = K_mm + εm I
+    M = T @ T.T / m
+    M[np.diag_indices(m)] += ridge
+    A = _linalg.cholesky(M, overwrite_a=True, what="the preconditioner's T Tᵀ/m + ridge·I")[0].T
     solve = scipy.linalg.solve_triangular
 
     def Tinv(v):

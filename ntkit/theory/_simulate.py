@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _linalg
 from .._validation import InvalidParameterError, check_int
 from ._risk import _check_n, _check_spectrum
 from .profiles import as_profile
@@ -46,7 +47,8 @@ def _trial_gaussian(lam, c, N, prof, noise, rng):
     w = c[pos] / np.sqrt(lp)[:, None]  # c² = λ w²
     X = rng.standard_normal((N, len(lp))) * np.sqrt(lp)
     K = X @ X.T
-    s, U = np.linalg.eigh(K / N)
+    K /= N
+    s, U = _linalg.eigh(K, overwrite_a=True)
     s = np.maximum(s, 0.0)
     g = _filter(prof, s, N)  # (np, N)
     V = U.T @ (X @ w)  # (N, C): the noiseless labels in K's eigenbasis
@@ -69,7 +71,8 @@ def _trial_circle(lam, c, freq, N, prof, noise, u):
     x = u + 2 * np.pi * np.arange(N) / N
     F = np.exp(1j * np.outer(x, freq))  # (N, P)
     K = (F * lam) @ F.conj().T
-    s, U = np.linalg.eigh(K / N)
+    K /= N
+    s, U = _linalg.eigh(K, overwrite_a=True)
     s = np.maximum(s, 0.0)
     g = _filter(prof, s, N)
     y = F @ c  # (N, C)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.linalg
 
+from .. import _linalg
 from .._validation import InvalidParameterError, check_int
 
 __all__ = ["Spectrum", "estimate_spectrum"]
@@ -86,7 +87,8 @@ def estimate_spectrum(kernel, X, y, *, n_components=None, method="auto", random_
         K = 0.5 * (K + K.T)
         k = n if n_components is None else check_int(n_components, "n_components", "estimate_spectrum", low=1,
                                                      high=n)
-        w, U = scipy.linalg.eigh(K / n, subset_by_index=[n - k, n - 1], overwrite_a=True, check_finite=False)
+        K /= n
+        w, U = _linalg.eigh(K, subset_by_index=[n - k, n - 1], overwrite_a=True)
         w, U = w[::-1], U[:, ::-1]
         c = U.T @ y2 / np.sqrt(n)
     else:
@@ -101,7 +103,7 @@ def estimate_spectrum(kernel, X, y, *, n_components=None, method="auto", random_
         W = zacc.block(idx(np.arange(m)), idx(np.arange(m))).astype(np.float64)
         W = 0.5 * (W + W.T)
         W[np.diag_indices(m)] += 1e-10 * max(np.trace(W) / m, 1e-300)
-        L = scipy.linalg.cholesky(W, lower=True, check_finite=False)
+        L = _linalg.cholesky(W, overwrite_a=True, what="the Nyström landmarks' kernel matrix")[0]
         CtC = np.zeros((m, m))
         Cty = np.zeros((m, y2.shape[1]))
         step = plan_blocks(n, m, n_features=int(np.prod(X.shape[1:])), n_targets=y2.shape[1],
@@ -111,7 +113,7 @@ def estimate_spectrum(kernel, X, y, *, n_components=None, method="auto", random_
             CtC += Cb.T @ Cb
             Cty += Cb.T @ y2[i:i + step]
         A = scipy.linalg.solve_triangular(L, scipy.linalg.solve_triangular(L, CtC, lower=True).T, lower=True) / n
-        w, V = scipy.linalg.eigh(0.5 * (A + A.T), check_finite=False)
+        w, V = _linalg.eigh(0.5 * (A + A.T), overwrite_a=True)
         w, V = w[::-1], V[:, ::-1]
         keep = w > 1e-14 * w[0]
         w, V = w[keep], V[:, keep]
