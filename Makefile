@@ -2,7 +2,8 @@
 #   make tour   - create .venv, install ntkit with its native extension, run the tour on bundled data
 #   make test   - same install, then the whole test suite
 # Other targets: make bench (benchmarks -> benchmarks/RESULTS.md), make docs (site/), make interop (neural-tangents golden values),
-# make info (which backends are built), make clean.
+# make info (which backends are built), make sanitize / make sanitize-cuda (native tests under ASan+UBSan /
+# compute-sanitizer), make clean.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.ntkit-installed
 BENCH_ARGS ?= --large
 NATIVE_SOURCES := $(shell find ntkit_native/csrc -type f 2>/dev/null) setup.py pyproject.toml
 
-.PHONY: install test tour bench docs interop info clean
+.PHONY: install test tour bench docs interop info sanitize sanitize-cuda clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,16 @@ docs: install
 
 info: install
 	$(BIN)/ntkit info
+
+# ntkit_native built with AddressSanitizer + UBSan into build/sanitize/ (the editable install is left
+# alone) and the tests that reach it run against that build; see tools/sanitize.sh.
+sanitize: install
+	PYTHON_BIN=$(abspath $(BIN)/python) tools/sanitize.sh asan
+
+# CUDA build (-lineinfo) into build/sanitize-cuda/, tests/native/cuda_smoke.py under compute-sanitizer
+# memcheck and racecheck; prints that it skipped when nvidia-smi finds no GPU.
+sanitize-cuda: install
+	PYTHON_BIN=$(abspath $(BIN)/python) tools/sanitize.sh cuda
 
 # neural-tangents 0.6.5 only runs on jax 0.4.25 / numpy < 2: a pinned side environment regenerates
 # the golden values the test suite compares against (tests/golden/*.npz).

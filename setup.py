@@ -10,6 +10,13 @@
 * The extension is optional: if the C++ compile fails, a warning is printed and
   the pure-Python packages are still installed (ntkit_native.is_available()
   then returns False).
+* NTKIT_SANITIZE=1 (used by `make sanitize`, tools/sanitize.sh) builds the C++
+  with AddressSanitizer + UndefinedBehaviorSanitizer (-O1 -g
+  -fno-omit-frame-pointer -fno-wrapv -fsanitize=address,undefined,
+  float-cast-overflow -fno-sanitize-recover=all), CPU only; a compile failure
+  is then an error. The .so needs libasan preloaded into python.
+  NTKIT_SANITIZE=cuda keeps the normal flags but adds -g and nvcc -lineinfo
+  (source lines in compute-sanitizer reports; `make sanitize-cuda`).
 """
 
 import os
@@ -55,10 +62,29 @@ def _cuda_root(nvcc):
     return "/usr/local/cuda"
 
 
+def _sanitize_mode():
+    v = os.environ.get("NTKIT_SANITIZE", "").strip().lower()
+    if v in ("", "0"):
+        return None
+    if v == "cuda":
+        return "cuda"
+    if v in ("1", "address", "asan"):
+        return "address"
+    raise RuntimeError(f"NTKIT_SANITIZE must be 0, 1 or cuda, got {v!r}")
+
+
+SANITIZE = _sanitize_mode()
+# float-cast-overflow is not part of -fsanitize=undefined in GCC; -fno-wrapv undoes
+# Python's -fwrapv so that signed overflow is reported instead of defined to wrap.
+ASAN_FLAGS = ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all"]
+
+
 class BuildExt(build_ext):
     """build_ext with optional CUDA objects and optional (non-fatal) C++ build."""
 
     def _cuda_mode(self):
+        if SANITIZE == "address":
+            return "off"  # ASan host build: CUDA paths are checked with compute-sanitizer instead
         v = os.environ.get("NTKIT_CUDA")
         if v is None or v.strip() == "":
             return "auto"
@@ -78,6 +104,7 @@ class BuildExt(build_ext):
                 "-gencode", "arch=compute_80,code=sm_80",
                 "-gencode", "arch=compute_90,code=sm_90",
                 "-DNTKIT_WITH_CUDA",
+            ] + (["-lineinfo"] if SANITIZE == "cuda" else []) + [
                 "-I", os.path.join(CSRC, "include"),
                 "-c", src, "-o", obj,
             ]
@@ -112,7 +139,7 @@ class BuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001  (CompileError, LinkError, ...)
-            if mode == "on":
+            if mode == "on" or SANITIZE:
                 raise
             sys.stderr.write(
                 "\n" + "=" * 72 + "\n"
@@ -121,14 +148,25 @@ class BuildExt(build_ext):
                 "will return False and ntkit falls back to NumPy.\n" + "=" * 72 + "\n")
 
 
+if SANITIZE == "address":
+    CXX_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv", "-march=native", "-fopenmp",
+                 "-fno-math-errno"] + ASAN_FLAGS
+    LINK_FLAGS = ["-fopenmp"] + ASAN_FLAGS
+elif SANITIZE == "cuda":
+    CXX_FLAGS = ["-O3", "-g", "-march=native", "-fopenmp", "-fno-math-errno", "-mprefer-vector-width=512"]
+    LINK_FLAGS = ["-fopenmp"]
+else:
+    CXX_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-mprefer-vector-width=512"]
+    LINK_FLAGS = ["-fopenmp"]
+
 ext = Pybind11Extension(
     "ntkit_native._C",
     sorted(glob(os.path.join(CSRC, "cpu", "*.cpp")) + glob(os.path.join(CSRC, "bindings", "*.cpp"))),
     include_dirs=[os.path.join(CSRC, "include")],
     define_macros=[("NTKIT_VERSION", f'"{VERSION}"')],
     cxx_std=17,
-    extra_compile_args=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-mprefer-vector-width=512"],
-    extra_link_args=["-fopenmp"],
+    extra_compile_args=CXX_FLAGS,
+    extra_link_args=LINK_FLAGS,
     optional=True,
 )
 

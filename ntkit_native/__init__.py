@@ -131,6 +131,15 @@ def _load():
                     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
                 from . import _C as mod  # noqa: PLC0415
 
+                # The extension fetches scipy's BLAS on its first compute call, inside a
+                # std::call_once entered with the GIL held. A second thread arriving then
+                # would wait in call_once holding the GIL while the first needs the GIL to
+                # finish importing scipy: a deadlock (4 threads' first calls hung every time).
+                # Run that step here, once, under this lock (waiting on a Python lock
+                # releases the GIL); ``_use_builtin_blas(False)`` does only that step.
+                warm = getattr(mod, "_use_builtin_blas", None)
+                if warm is not None:
+                    warm(False)
                 _C_module = mod
             except ImportError as exc:  # not built / broken build
                 _C_error = exc
@@ -188,20 +197,23 @@ def _check_array(a, name, ndims, dtype=None, ref_name=None):
     np = _np()
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+    # byte order is storage, not precision: '>f8' is float64 (copied to native order below)
+    dt = a.dtype.newbyteorder("=") if a.dtype.kind == "f" else a.dtype
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"{name} has unsupported dtype {a.dtype}; expected float32 or float64 "
                         "(inputs are not cast)")
     if a.ndim not in ndims:
         want = " or ".join(f"{k}-D" for k in ndims)
         raise ValueError(f"{name} must be {want}, got {a.ndim}-D array of shape {a.shape}")
-    if dtype is not None and a.dtype != dtype:
+    if dtype is not None and dt != dtype:
         raise TypeError(f"{name} has dtype {a.dtype} but {ref_name} has dtype {dtype}; "
                         "all arrays must share one dtype")
     if a.size and not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or Inf")
     # Documented policy: non-contiguous (or byte-swapped / unaligned) input is copied.
+    # (np.ascontiguousarray alone keeps a contiguous but unaligned buffer, which _C rejects.)
     if not (a.flags.c_contiguous and a.flags.aligned and a.dtype.isnative):
-        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+        a = np.require(a, dtype=dt, requirements=["C", "A"])
     return a
 
 
@@ -316,8 +328,22 @@ def grf_features(indptr, indices, weights, starts, n_walks, p_halt, modulation, 
     """Graph random features of the ``starts`` nodes as CSR rows (see the module notes)."""
     np = _np()
     mod = _require()
-    arrs = [np.ascontiguousarray(a, dtype=dt) for a, dt in ((indptr, np.int64), (indices, np.int64),
-                                                            (weights, np.float64), (starts, np.int64),
-                                                            (modulation, np.float64))]
+    arrs = []
+    for name, a, integral in (("indptr", indptr, True), ("indices", indices, True), ("weights", weights, False),
+                              ("starts", starts, True), ("modulation", modulation, False)):
+        a = np.asarray(a)
+        kinds = "iu" if integral else "iuf"  # indices are never truncated from floats; nothing is cast from
+        if a.dtype.kind not in kinds:          # complex, bool, strings, records or dates
+            want = "an integer" if integral else "a real (float or integer)"
+            raise TypeError(f"{name} must be {want} array; got dtype {a.dtype}")
+        # np.require, not np.ascontiguousarray: a contiguous but unaligned buffer must be copied too
+        arrs.append(np.require(a, dtype=np.int64 if integral else np.float64, requirements=["C", "A"]))
+    for name, val in (("n_walks", n_walks), ("seed", seed), ("mode", mode)):
+        if isinstance(val, bool) or not isinstance(val, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {val!r}")
+    if isinstance(p_halt, bool) or not isinstance(p_halt, numbers.Real):
+        raise TypeError(f"p_halt must be a real number, got {p_halt!r}")
+    if not -2**63 <= int(n_walks) < 2**63:
+        raise ValueError(f"n_walks is out of range: {n_walks!r}")
     return mod.grf_features(arrs[0], arrs[1], arrs[2], arrs[3], int(n_walks), float(p_halt), arrs[4],
                             int(seed) & 0xFFFFFFFFFFFFFFFF, int(mode))

@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 
 #include <cmath>
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -34,8 +35,15 @@ std::string g_blas_name = "builtin";
 
 // Fetch scipy's Fortran sgemm/dgemm from the Cython C-API capsules. Called
 // lazily (first compute / info()) with the GIL held; failure => builtin GEMM.
+std::atomic<bool> g_blas_done{false};
+
 void ensure_blas() {
+    if (g_blas_done.load(std::memory_order_acquire)) return;
+    // Threads that lose the race wait inside call_once; they must not hold the GIL while they wait,
+    // or the winner (which imports scipy and needs the GIL) deadlocks with them.
+    py::gil_scoped_release release;
     std::call_once(g_blas_once, [] {
+        py::gil_scoped_acquire acquire;
         try {
             py::module_ cb = py::module_::import("scipy.linalg.cython_blas");
             py::dict capi = cb.attr("__pyx_capi__");
@@ -63,6 +71,7 @@ void ensure_blas() {
         } catch (py::error_already_set& e) {
             // scipy missing or without the capsules: keep the builtin GEMM.
         }
+        g_blas_done.store(true, std::memory_order_release);
     });
 }
 
@@ -411,18 +420,22 @@ py::tuple py_grf_features(py::handle indptr_o, py::handle indices_o, py::handle 
         if (!py::isinstance<py::array>(h)) throw py::type_error(std::string(name) + " must be a numpy.ndarray");
         py::array a = py::reinterpret_borrow<py::array>(h);
         if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
-        if (!(a.dtype().kind() == 'i' && a.dtype().itemsize() == 8))
+        if (!(a.dtype().kind() == 'i' && a.dtype().itemsize() == 8 && a.dtype().attr("isnative").cast<bool>()))
             throw py::type_error(std::string(name) + " must have dtype int64");
         if (a.size() > 1 && a.strides(0) != 8) throw py::value_error(std::string(name) + " must be contiguous");
+        if (a.size() > 0 && reinterpret_cast<std::uintptr_t>(a.data()) % 8 != 0)  // read as index_t*
+            throw py::value_error(std::string(name) + " must be aligned");
         return a;
     };
     auto as_f64 = [](py::handle h, const char* name) {
         if (!py::isinstance<py::array>(h)) throw py::type_error(std::string(name) + " must be a numpy.ndarray");
         py::array a = py::reinterpret_borrow<py::array>(h);
         if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
-        if (!(a.dtype().kind() == 'f' && a.dtype().itemsize() == 8))
+        if (!(a.dtype().kind() == 'f' && a.dtype().itemsize() == 8 && a.dtype().attr("isnative").cast<bool>()))
             throw py::type_error(std::string(name) + " must have dtype float64");
         if (a.size() > 1 && a.strides(0) != 8) throw py::value_error(std::string(name) + " must be contiguous");
+        if (a.size() > 0 && reinterpret_cast<std::uintptr_t>(a.data()) % 8 != 0)  // read as double*
+            throw py::value_error(std::string(name) + " must be aligned");
         return a;
     };
     py::array ip = as_i64(indptr_o, "indptr"), ix = as_i64(indices_o, "indices"), st = as_i64(starts_o, "starts");

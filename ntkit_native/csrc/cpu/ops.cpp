@@ -1,7 +1,9 @@
 // CPU ops: gram (fused GEMM + kernel transform), kernel_matvec (fused and
 // streamed by tiles, K never stored), batched_gram (stack or sum).
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "ntkit/cpu_ops.hpp"
@@ -183,17 +185,26 @@ struct MatvecRunner {
         bc = std::max<index_t>(1, std::min(bc, m));
         const index_t npanels = (n + br - 1) / br;
         const bool use_blas = has_blas() && tuning().matvec_blas != 0;
+        // An exception leaving an OpenMP region calls std::terminate: a scratch allocation that
+        // fails (large user block sizes) is flagged and thrown as std::bad_alloc after the region.
+        std::atomic<bool> oom{false};
 #pragma omp parallel
         {
             // Per-thread scratch: one tile of K plus the transposed v tile.
-            std::vector<T> tile(static_cast<std::size_t>(br * bc));
-            std::vector<T> vt(static_cast<std::size_t>(t > 1 ? t * bc : 0));
+            std::vector<T> tile, vt;
+            try {
+                tile.resize(static_cast<std::size_t>(br * bc));
+                vt.resize(static_cast<std::size_t>(t > 1 ? t * bc : 0));
+            } catch (const std::exception&) {
+                oom.store(true);
+            }
             // BLAS is called from every OpenMP thread: keep it single-threaded here
             // (thread-local setting) to avoid 2x oversubscription.
             blas_threads_local_t tl = use_blas ? blas_threads_local() : nullptr;
             const int prev_threads = tl ? tl(1) : 0;
 #pragma omp for schedule(dynamic, 1)
             for (index_t p = 0; p < npanels; ++p) {
+                if (oom.load(std::memory_order_relaxed)) continue;
                 const index_t i0 = p * br, rows = std::min(br, n - i0);
                 T* o = out + i0 * t;
                 for (index_t j0 = 0; j0 < m; j0 += bc) {
@@ -241,6 +252,7 @@ struct MatvecRunner {
             }
             if (tl) tl(prev_threads);
         }
+        if (oom.load()) throw std::bad_alloc();
     }
 };
 

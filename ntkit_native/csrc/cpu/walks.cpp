@@ -3,8 +3,11 @@
 // Randomness is counter-based (a splitmix64 chain keyed by seed, start node, walker, step),
 // so the features do not depend on the number of threads or on how start nodes are split.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <exception>
+#include <new>
 #include <numeric>
 #include <vector>
 
@@ -48,14 +51,33 @@ void grf_features(const index_t* indptr, const index_t* indices, const double* U
     std::vector<std::vector<index_t>> rc(n_starts);
     std::vector<std::vector<double>> rv(n_starts);
     long long steps = 0;
+    // An exception leaving an OpenMP region calls std::terminate: the first one (std::bad_alloc
+    // for a huge n_walks) is kept, the remaining start nodes are skipped, and it is rethrown below.
+    std::exception_ptr error;
+    std::atomic<bool> failed{false};
+    auto keep_error = [&] {
+#pragma omp critical(ntkit_grf_error)
+        if (!error) error = std::current_exception();
+        failed.store(true);
+    };
 #pragma omp parallel reduction(+ : steps)
     {
-        std::vector<double> acc(n, 0.0);
-        std::vector<char> mark(n, 0);
+        std::vector<double> acc;
+        std::vector<char> mark;
         std::vector<index_t> touched;
         std::vector<Walker> live, next;
+        try {
+            acc.assign(std::size_t(n), 0.0);
+            mark.assign(std::size_t(n), 0);
+            if (std::size_t(n_walks) > live.max_size()) throw std::bad_alloc();  // not length_error
+            live.reserve(std::size_t(n_walks));
+            next.reserve(std::size_t(n_walks));
+        } catch (...) {
+            keep_error();
+        }
 #pragma omp for schedule(dynamic, 64)
-        for (index_t s = 0; s < n_starts; ++s) {
+        for (index_t s = 0; s < n_starts; ++s) try {
+            if (failed.load(std::memory_order_relaxed)) continue;
             const index_t start = starts[s];
             touched.clear();
             auto add = [&](index_t v, double x) {
@@ -136,8 +158,11 @@ void grf_features(const index_t* indptr, const index_t* indices, const double* U
                 acc[v] = 0.0;
                 mark[v] = 0;
             }
+        } catch (...) {
+            keep_error();
         }
     }
+    if (error) std::rethrow_exception(error);
     row_ptr.assign(std::size_t(n_starts) + 1, 0);
     for (index_t s = 0; s < n_starts; ++s) row_ptr[s + 1] = row_ptr[s] + index_t(rc[s].size());
     cols.resize(std::size_t(row_ptr[n_starts]));

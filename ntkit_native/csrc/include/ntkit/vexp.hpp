@@ -39,9 +39,12 @@ NTKIT_HD NTKIT_FORCEINLINE double vexp(double x) {
     const double log2e = 1.4426950408889634;
     const double ln2_hi = 6.93147180369123816490e-01;  // trailing zero bits: k*ln2_hi exact
     const double ln2_lo = 1.90821492927058770002e-10;
-    // exp(-746) < half the smallest subnormal -> 0; upper clamp avoids int overflow
-    double xc = x < -746.0 ? -746.0 : x;
-    xc = xc > 709.7 ? 709.7 : xc;
+    // exp(-746) < half the smallest subnormal -> 0; upper clamp avoids int overflow.
+    // Written so that NaN clamps to -746 too: k is then always finite, as the integer
+    // conversion below needs (NaN -> int64 is undefined; UBSan float-cast-overflow), and
+    // the NaN is put back at the end.
+    double xc = x > -746.0 ? x : -746.0;
+    xc = xc < 709.7 ? xc : 709.7;
     // round-to-nearest via the 1.5*2^52 shifter (pure arithmetic: vectorises)
     const double shifter = 6755399441055744.0;
     double k = (xc * log2e + shifter) - shifter;
@@ -67,15 +70,15 @@ NTKIT_HD NTKIT_FORCEINLINE double vexp(double x) {
     std::int64_t k2 = ki - k1;
     double s1 = bits_to_f64((k1 + 1023) << 52);
     double s2 = bits_to_f64((k2 + 1023) << 52);
-    return (p * s1) * s2;  // first product exact, single rounding at the end
+    return x == x ? (p * s1) * s2 : x;  // first product exact, single rounding at the end
 }
 
 NTKIT_HD NTKIT_FORCEINLINE float vexp(float x) {
     const float log2e = 1.44269504088896341f;
     const float ln2_hi = 0.693359375f;
     const float ln2_lo = -2.12194440e-4f;
-    float xc = x < -104.0f ? -104.0f : x;
-    xc = xc > 88.7f ? 88.7f : xc;
+    float xc = x > -104.0f ? x : -104.0f;  // NaN -> -104 (see the double version)
+    xc = xc < 88.7f ? xc : 88.7f;
     const float shifter = 12582912.0f;  // 1.5*2^23
     float k = (xc * log2e + shifter) - shifter;
     float r = fmaf(-k, ln2_hi, xc);
@@ -94,7 +97,7 @@ NTKIT_HD NTKIT_FORCEINLINE float vexp(float x) {
     std::int32_t k2 = ki - k1;
     float s1 = bits_to_f32((k1 + 127) << 23);
     float s2 = bits_to_f32((k2 + 127) << 23);
-    return (p * s1) * s2;
+    return x == x ? (p * s1) * s2 : x;
 }
 
 }  // namespace ntkit
