@@ -17,6 +17,7 @@ import bench_features  # noqa: E402
 import bench_gram  # noqa: E402
 import bench_grf  # noqa: E402
 import bench_online  # noqa: E402
+import bench_reliability  # noqa: E402
 import bench_solvers  # noqa: E402
 import bench_theory  # noqa: E402
 
@@ -27,7 +28,8 @@ def main():
     large = "--large" in sys.argv  # EigenPro 3 at n = 1 000 000 (about 15 minutes more)
     sections = [bench_gram.run(quick), bench_entk.run(quick), bench_solvers.run(quick, large),
                 bench_explain.run(quick), bench_theory.run(quick), bench_features.run(quick),
-                bench_grf.run(quick), "\n".join(bench_online.run(quick)), bench_distributed.run(quick)]
+                bench_grf.run(quick), "\n".join(bench_online.run(quick)), bench_distributed.run(quick),
+                bench_reliability.run(quick)]
     text = "\n".join([
         "# Benchmark results",
         "",

@@ -7,7 +7,8 @@ import pathlib
 import sys
 import time
 
-SECTIONS = ("gram", "entk", "solvers", "explain", "theory", "features", "grf", "online", "distributed")
+SECTIONS = ("gram", "entk", "solvers", "explain", "theory", "features", "grf", "online", "distributed",
+            "reliability")
 
 
 def _bench_dir() -> pathlib.Path:

@@ -37,8 +37,12 @@ _UNITS = {
     "tib": 1024**4,
 }
 
-#: Fraction of currently available memory used when no budget is given.
+#: Fraction of the machine's physical memory used when no budget is given (capped at
+#: ``_MAX_DEFAULT_BUDGET``). Physical, not currently available, memory: block sizes set the
+#: summation order, so a default that moved with other processes' usage would change results
+#: in the last bits from run to run.
 DEFAULT_BUDGET_FRACTION = 0.25
+_MAX_DEFAULT_BUDGET = 8 * 1024**3
 _MIN_BUDGET = 16 * 1024**2
 
 
@@ -82,9 +86,27 @@ def available_memory() -> int:
         return 4 * 1024**3
 
 
+def total_memory() -> int:
+    """Bytes of physical memory (``MemTotal`` on Linux), or 16 GiB when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 16 * 1024**3
+
+
 def default_memory_budget() -> int:
-    """The budget used when none is given: a quarter of available memory, at least 16 MiB."""
-    return max(_MIN_BUDGET, int(DEFAULT_BUDGET_FRACTION * available_memory()))
+    """The budget used when none is given: a quarter of physical memory, between 16 MiB and 8 GiB.
+
+    It depends on the machine only (not on what other processes use at the moment), so that
+    repeated runs pick the same block sizes and give bit-identical results."""
+    return max(_MIN_BUDGET, min(_MAX_DEFAULT_BUDGET, int(DEFAULT_BUDGET_FRACTION * total_memory())))
 
 
 def get_config() -> dict:

@@ -3,13 +3,14 @@
 Every direct factorisation in ntkit goes through this module.
 
 **The crash.** On some machines OpenBLAS's multithreaded float64 Cholesky (LAPACK ``dpotrf``, as
-called by scipy, numpy and jax alike) segfaults from n ≈ 16 000 up (``shared/reference/
-baselines.md``). :func:`cholesky` never hands LAPACK a factorisation larger than
+called by scipy, numpy and jax alike) segfaulted from n ≈ 16 000 up (``shared/reference/
+baselines.md``; not reproduced with scipy 1.17.1 / OpenBLAS 0.3.30–0.3.31, but ntkit does not
+depend on that). :func:`cholesky` never hands LAPACK a factorisation larger than
 :data:`BLOCK`: above it, it runs a blocked left-looking Cholesky whose diagonal blocks go to
 ``potrf`` and whose work is BLAS-3 products (GEMM, TRSM) of bounded width, with all BLAS threads
-(so it is about as fast as ``dpotrf`` would have been). :func:`eigh` runs LAPACK's symmetric
-eigensolver with one BLAS thread for float64 above :data:`EIGH_THREADS_1` (the same library
-family; slower, never crashing).
+(so it is about as fast as ``dpotrf`` would have been). LAPACK itself always runs on one BLAS
+thread (:func:`one_blas_thread`): that also makes every factorisation bit-reproducible, which
+OpenBLAS's threaded LAPACK is not.
 
 **Trouble.** A kernel matrix that is positive definite in exact arithmetic can fail to factor
 (duplicate points, a lengthscale much longer than the data's spread, float32, an empirical NTK's
@@ -27,14 +28,13 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-__all__ = ["NumericalWarning", "cholesky", "cho_solve", "solve_psd", "eigh", "clip_psd", "report_negative", "BLOCK", "MAX_JITTER"]
+__all__ = ["NumericalWarning", "one_blas_thread", "aligned_copy", "cholesky", "cho_solve", "solve_psd", "eigh",
+           "clip_psd", "report_negative", "BLOCK", "MAX_JITTER"]
 
 #: Largest matrix handed to LAPACK's potrf in one call (the blocked path's panel width).
 BLOCK = 2048
 #: Relative jitter (times the mean diagonal) beyond which a matrix is declared not PSD.
 MAX_JITTER = 1e-4
-#: float64 eigh above this size runs with one BLAS thread.
-EIGH_THREADS_1 = 12_000
 
 
 class NumericalWarning(RuntimeWarning):
@@ -42,11 +42,75 @@ class NumericalWarning(RuntimeWarning):
     result is less accurate than asked; the message says how much."""
 
 
+def aligned_copy(A, order="F", align=64):
+    """A copy of ``A`` in a buffer whose start is ``align``-byte aligned.
+
+    BLAS kernels may take different code paths (peeling, SIMD loads) depending on the alignment
+    of the buffers they are handed; numpy buffers are only 16-byte aligned and the same array can
+    land at different alignments from one call to the next. Handing LAPACK aligned copies removes
+    that source of run-to-run variation (the larger one, threading, is :func:`one_blas_thread`'s).
+    """
+    A = np.asarray(A)
+    itemsize = A.dtype.itemsize
+    raw = np.empty(A.size * itemsize + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    out = raw[off:off + A.size * itemsize].view(A.dtype).reshape(A.shape, order=order)
+    out[...] = A
+    return out
+
+
+def one_blas_thread():
+    """A context in which BLAS/LAPACK run on one thread.
+
+    OpenBLAS's threaded LAPACK routines (``potrf``, ``syevr``, ``geqrf``...) split their work by
+    which threads are free at the moment, so their last bits change from call to call (measured:
+    the same 300 × 300 ``dpotrf`` gives different factors before and after an OpenMP kernel
+    ran). Single-threaded LAPACK is deterministic and thread-count independent; ntkit keeps
+    LAPACK calls small (blocks, subsamples) and lets the bulk run in GEMM, which is
+    reproducible from call to call at a fixed thread count (its last bits can change with the
+    number of threads for some shapes, a property of OpenBLAS's kernels).
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _potrf(D):
-    """Lower Cholesky factor of a small symmetric block, LAPACK directly; ``(L, info)``."""
-    (potrf,) = scipy.linalg.get_lapack_funcs(("potrf",), (D,))
-    L, info = potrf(D, lower=1, clean=1, overwrite_a=0)
+    """Lower Cholesky factor of a small symmetric block: LAPACK on one thread and an aligned buffer
+    (bit-reproducible); ``(L, info)``."""
+    F = aligned_copy(D, order="F")
+    (potrf,) = scipy.linalg.get_lapack_funcs(("potrf",), (F,))
+    with one_blas_thread():
+        L, info = potrf(F, lower=1, clean=1, overwrite_a=1)
     return L, info
+
+
+#: Rows per single-threaded triangular solve in the blocked factorisation's panel (fixed, so the
+#: arithmetic does not depend on how many threads run the chunks).
+_PANEL_ROWS = 1024
+
+
+def _panel_solve(Ld, P):
+    """``P ← P Ld⁻ᵀ`` in place (``X Ldᵀ = P ⇔ Ld Xᵀ = Pᵀ``): fixed chunks of rows, each a
+    single-threaded TRSM, run on a thread pool. OpenBLAS's own threaded TRSM is not
+    bit-reproducible (it gave different last bits from one call to the next)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    def solve(s):
+        chunk = np.asfortranarray(P[s:s + _PANEL_ROWS].T)
+        P[s:s + _PANEL_ROWS] = scipy.linalg.solve_triangular(Ld, chunk, lower=True, overwrite_b=True,
+                                                             check_finite=False).T
+
+    starts = range(0, P.shape[0], _PANEL_ROWS)
+    workers = min(len(starts), os.cpu_count() or 1)
+    with one_blas_thread():
+        if workers <= 1:
+            for s in starts:
+                solve(s)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(solve, starts))
 
 
 def _factor_inplace(A, block):
@@ -62,15 +126,12 @@ def _factor_inplace(A, block):
         j1 = min(n, j0 + block)
         if j0:
             A[j0:, j0:j1] -= A[j0:, :j0] @ A[j0:j1, :j0].T
-        Ld, info = _potrf(np.array(A[j0:j1, j0:j1], order="F"))
+        Ld, info = _potrf(A[j0:j1, j0:j1])
         if info:
             return j0 + int(info)
         A[j0:j1, j0:j1] = Ld
         if j1 < n:
-            # X Ldᵀ = P  ⇔  Ld Xᵀ = Pᵀ: solve with the Fortran view of Pᵀ
-            P = np.asfortranarray(A[j1:, j0:j1].T)
-            A[j1:, j0:j1] = scipy.linalg.solve_triangular(Ld, P, lower=True, overwrite_b=True,
-                                                          check_finite=False).T
+            _panel_solve(Ld, A[j1:, j0:j1])
     for i0 in range(0, n, block):  # clear the strict upper triangle, block row by block row
         i1 = min(n, i0 + block)
         A[i0:i1, i1:] = 0
@@ -82,7 +143,7 @@ def _factor(A, block):
     """Factor ``A`` (overwritten) in place; returns info as :func:`_factor_inplace`."""
     n = A.shape[0]
     if n <= block:
-        L, info = _potrf(np.asfortranarray(A))
+        L, info = _potrf(A)
         if not info:
             A[...] = L
         return int(info)
@@ -167,8 +228,9 @@ def cholesky(A, *, overwrite_a=False, jitter=True, what="the kernel matrix", blo
 def cho_solve(L, B, *, overwrite_b=False):
     """Solve ``L Lᵀ X = B`` for the lower factor ``L`` of :func:`cholesky` (no n×n copy of L)."""
     U = L.T  # Fortran-contiguous upper factor: LAPACK reads it without copying
-    y = scipy.linalg.solve_triangular(U, B, lower=False, trans="T", overwrite_b=overwrite_b, check_finite=False)
-    return scipy.linalg.solve_triangular(U, y, lower=False, trans="N", overwrite_b=True, check_finite=False)
+    with one_blas_thread():  # threaded TRSV/TRSM with few right-hand sides is not bit-reproducible
+        y = scipy.linalg.solve_triangular(U, B, lower=False, trans="T", overwrite_b=overwrite_b, check_finite=False)
+        return scipy.linalg.solve_triangular(U, y, lower=False, trans="N", overwrite_b=True, check_finite=False)
 
 
 def solve_psd(A, B, *, overwrite_a=False, jitter=True, what="the kernel matrix"):
@@ -180,16 +242,13 @@ def solve_psd(A, B, *, overwrite_a=False, jitter=True, what="the kernel matrix")
 
 
 def eigh(A, *, subset_by_index=None, overwrite_a=False):
-    """``scipy.linalg.eigh`` of a symmetric matrix (ascending), single-threaded BLAS for float64
-    above :data:`EIGH_THREADS_1` (see the module note)."""
-    A = np.asarray(A)
-    kw = dict(subset_by_index=subset_by_index, overwrite_a=overwrite_a, check_finite=False)
-    if A.dtype == np.float64 and A.shape[0] > EIGH_THREADS_1:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):
-            return scipy.linalg.eigh(A, **kw)
-    return scipy.linalg.eigh(A, **kw)
+    """``scipy.linalg.eigh`` of a symmetric matrix (ascending) with one BLAS thread, on an aligned
+    copy: repeated calls and any thread count agree bit for bit, and the multithreaded large-n
+    crash cannot occur. ``overwrite_a`` is accepted for symmetry with scipy; ``A`` is never
+    modified."""
+    A = aligned_copy(A, order="F")  # bit-identical repeats (see aligned_copy); the copy is overwritten
+    with one_blas_thread():  # deterministic (see one_blas_thread), and safe from the large-n crash
+        return scipy.linalg.eigh(A, subset_by_index=subset_by_index, overwrite_a=True, check_finite=False)
 
 
 def report_negative(w, *, what="the kernel matrix", tol=None, dtype=np.float64, stacklevel=2):

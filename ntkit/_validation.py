@@ -20,6 +20,9 @@ __all__ = [
     "check_data",
     "is_jax_array",
     "float_dtype",
+    "check_array_arg",
+    "check_same_rows",
+    "check_operand",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -144,6 +147,9 @@ def check_data(
         else:
             X = np.asarray(X)
     dtype = np.dtype(X.dtype)
+    if not jax_in and dtype.kind == "f" and not dtype.isnative:  # e.g. '>f8' read from a big-endian file
+        X = X.astype(dtype.newbyteorder("="))
+        dtype = np.dtype(X.dtype)
     if dtype not in _FLOAT_DTYPES:
         if dtype.kind in "iub":
             hint = f" Convert it first, e.g. {name}.astype(np.float64)."
@@ -169,3 +175,101 @@ def check_data(
         if not ok:
             raise ValueError(f"{name} contains NaN or infinity; remove or impute those entries first.")
     return X
+
+
+def _shape_dtype(X, name):
+    """``(shape, dtype)`` of an array-like without copying arrays (lists are converted once)."""
+    if hasattr(X, "shape") and hasattr(X, "dtype"):
+        return tuple(X.shape), np.dtype(X.dtype)
+    if hasattr(X, "shape") and hasattr(X, "dtypes"):  # a DataFrame: no copy just to look at it
+        kinds = {np.dtype(d).kind if isinstance(d, np.dtype) else "O" for d in getattr(X.dtypes, "values", [])}
+        return tuple(X.shape), np.dtype(np.float64) if kinds <= set("fiub") else np.dtype(object)
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from None
+    return arr.shape, arr.dtype
+
+
+def check_array_arg(X: Any, name: str = "X", *, ndim: int | tuple[int, ...] = 2, min_rows: int = 0,
+                    n_features: int | None = None, finite: bool = False, required: bool = True,
+                    labels: bool = False):
+    """Named checks for an array-like that is then converted elsewhere (e.g. scikit-learn's ``validate_data``).
+
+    scikit-learn's own messages do not say which argument is wrong ("Complex data not supported",
+    "Expected 2D array, got 1D array instead", "could not convert string to float", "Found array with
+    0 sample(s)"); this raises first, naming ``name``, and returns ``X`` unchanged, so everything it
+    accepts (lists, int, bool and object arrays of numbers, sparse matrices) keeps its usual
+    conversion. Complex input raises a :class:`ValueError` starting with "Complex data not
+    supported" (the message scikit-learn's estimator checks look for). ``labels=True`` (class
+    labels) also accepts strings.
+    """
+    if X is None:
+        if required:
+            raise ValueError(f"{name} is required; got None.")
+        return X
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{name} must be an array{' of labels' if labels else ' of numbers'}; got a "
+                        f"{type(X).__name__}.")
+    import scipy.sparse as sp
+
+    if sp.issparse(X):
+        return X
+    shape, dtype = _shape_dtype(X, name)
+    if dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {dtype}; pass real numbers.")
+    if dtype.kind in ("VMm" if labels else "USVMm"):
+        raise TypeError(f"{name} must hold {'labels' if labels else 'numbers'}; got dtype {dtype}.")
+    dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if len(shape) not in dims:
+        want = " or ".join(f"{d}D" for d in dims)
+        extra = ""
+        if len(shape) == 1 and 2 in dims:
+            extra = (f" Reshape your data with {name}.reshape(-1, 1) for a single feature or {name}.reshape(1, -1) "
+                     "for a single sample.")
+        raise ValueError(f"Expected {want} array, got {len(shape)}D array instead: {name} has shape {shape}.{extra}")
+    if min_rows and shape[0] < min_rows:
+        raise ValueError(f"{name} is empty: found array with {shape[0]} sample(s) (shape={shape}) while a minimum of "
+                         f"{min_rows} is required.")
+    if n_features is not None and len(shape) >= 2 and shape[1] != n_features:
+        raise ValueError(f"{name} has {shape[1]} features, but {n_features} are expected (as in fit); "
+                         f"got shape {shape}.")
+    if finite and dtype.kind in "fO" and int(np.prod(shape)):
+        try:
+            ok = bool(np.isfinite(np.asarray(X, dtype=np.float64)).all())
+        except (ValueError, TypeError):
+            raise TypeError(f"{name} must hold real numbers; could not convert it to float.") from None
+        if not ok:
+            raise ValueError(f"{name} contains NaN or infinity; remove or impute those entries first.")
+    return X
+
+
+def check_same_rows(A: Any, B: Any, a_name: str, b_name: str) -> None:
+    """Raise a ValueError naming both arguments unless A and B have the same number of rows."""
+    if A is None or B is None:
+        return
+    na = _shape_dtype(A, a_name)[0]
+    nb = _shape_dtype(B, b_name)[0]
+    if na and nb and na[0] != nb[0]:
+        raise ValueError(f"Found input variables with inconsistent numbers of samples: {b_name} has {nb[0]} rows but "
+                         f"{a_name} has {na[0]}; give one row of {b_name} per row of {a_name}.")
+
+
+def check_operand(x: Any, rows: int, *, ndim=(1, 2), method: str = "matvec", name: str = "x"):
+    """Validate the operand of a LinearOperator product (matvec/matmat/rmatvec/rmatmat/dot).
+
+    Real numeric arrays (int and bool included) pass unchanged; complex, object and string
+    operands, NaN/Inf and wrong shapes raise with a message naming ``x``, instead of scipy's bare
+    "dimension mismatch" or a silent cast that would drop an imaginary part.
+    """
+    x = np.asanyarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a real numeric array for {method}; got dtype {x.dtype}.")
+    if x.ndim not in ndim:
+        want = " or ".join(f"{d}-D" for d in ndim)
+        raise ValueError(f"{name} must be a {want} array for {method}; got shape {x.shape}.")
+    if x.shape[0] != rows or (method in ("matvec", "rmatvec") and x.ndim == 2 and x.shape[1] != 1):
+        raise ValueError(f"{name} must have {rows} rows for {method}; found shape {x.shape}.")
+    if x.size and not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinity; remove or impute those entries first.")
+    return x

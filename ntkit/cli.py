@@ -39,7 +39,8 @@ def main(argv=None) -> int:
                              "ntkit with its peer on the same data in one run) and writes OUT/RESULTS.md. "
                              "`make bench` runs them all into benchmarks/RESULTS.md.")
     p_bench.add_argument("--sections", default=None,
-                         help="comma list of gram, entk, solvers, explain, theory, features, grf, online, distributed (default: all)")
+                         help="comma list of gram, entk, solvers, explain, theory, features, grf, online, distributed, "
+                              "reliability (default: all)")
     p_bench.add_argument("--quick", action="store_true", help="small sizes (minutes, not tens of minutes)")
     p_bench.add_argument("--quiet", action="store_true", help="no progress lines")
     p_bench.add_argument("--out", default="bench", help="output folder (default: bench)")

@@ -8,10 +8,18 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._validation import check_array_arg, check_same_rows
 from ..kernels import Laplace
 from ..solvers import eigenpro
 
 __all__ = ["EigenProRegressor", "EigenProClassifier"]
+
+
+def _check_xy(X, y, y_ndim, labels=False):
+    """Named checks of the training data before scikit-learn's (whose messages name neither argument)."""
+    check_array_arg(X, "X", ndim=2, min_rows=1)
+    check_array_arg(y, "y", ndim=y_ndim, required=False, labels=labels)
+    check_same_rows(X, y, "X", "y")
 
 
 class _EigenProBase(BaseEstimator):
@@ -58,6 +66,7 @@ class _EigenProBase(BaseEstimator):
 
     def _decision(self, X):
         check_is_fitted(self, "result_")
+        check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self.result_.predict(X)
 
@@ -85,6 +94,7 @@ class EigenProRegressor(RegressorMixin, _EigenProBase):
         return tags
 
     def fit(self, X, y):
+        _check_xy(X, y, (1, 2))
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True)
         return self._fit_targets(X, np.asarray(y, dtype=X.dtype))
 
@@ -106,6 +116,7 @@ class EigenProClassifier(ClassifierMixin, _EigenProBase):
     """
 
     def fit(self, X, y):
+        _check_xy(X, y, (1, 2), labels=True)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self._binarizer = LabelBinarizer(neg_label=0, pos_label=1)
@@ -121,4 +132,6 @@ class EigenProClassifier(ClassifierMixin, _EigenProBase):
 
     def predict(self, X):
         scores = self._decision(X)
+        if len(self.classes_) == 1:  # one class seen in fit: the padded second column is not a class
+            return np.full(scores.shape[0], self.classes_[0])
         return self.classes_[np.argmax(scores, axis=1)]

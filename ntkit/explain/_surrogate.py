@@ -148,7 +148,9 @@ class NTKSurrogate:
     def _network(self, X, name="X"):
         import jax
 
-        X = np.asarray(X)
+        from ..ntk._empirical import _check_x
+
+        X = np.asarray(_check_x(X, name))  # dtype, rank, rows and finiteness, with this method's name for X
         if X.ndim < 2 and self._x_shape is None:
             raise ValueError(f"{name} must be a batch of examples (n, ...); got shape {X.shape}.")
         if self._x_shape is not None and tuple(X.shape[1:]) != self._x_shape:
@@ -295,7 +297,9 @@ class NTKSurrogate:
 
     def _cross(self, X):
         self._fitted()
-        X = np.asarray(X)
+        from ..ntk._empirical import _check_x
+
+        X = np.asarray(_check_x(X, "X"))
         if X.ndim < 1 or tuple(X.shape[1:]) != self._x_shape:
             raise ValueError(f"X has examples of shape {tuple(X.shape[1:])}, but the surrogate was fitted on examples of "
                              f"shape {self._x_shape}.")
@@ -339,6 +343,10 @@ class NTKSurrogate:
         sacc = nacc = None
         if y is not None:
             y = np.asarray(y)
+            if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
+                raise ValueError(f"y must hold integer class labels (logit indices); got dtype {y.dtype}.")
+            if y.shape != (len(S),):
+                raise ValueError(f"y must have shape ({len(S)},) (one label per row of X); got {y.shape}.")
             sacc = float(np.mean(np.argmax(S, 1) == y))
             nacc = float(np.mean(np.argmax(F, 1) == y))
         return Fidelity(tau, per, pear, r2, agree, sacc, nacc)

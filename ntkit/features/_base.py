@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import InvalidParameterError, check_int, check_scalar
+from .._validation import InvalidParameterError, check_array_arg, check_int, check_scalar
 
 __all__ = ["RandomFeatureBase", "check_lengthscale", "orthogonal_directions", "seed_from"]
 
@@ -23,7 +23,7 @@ def seed_from(random_state):
 def check_lengthscale(ls, owner, n_features):
     """A positive float, or one positive lengthscale per feature; returns a float64 array (1,) or (d,)."""
     arr = np.asarray(ls, dtype=object if isinstance(ls, str) else None)
-    if arr.dtype == object or arr.ndim > 1 or (arr.ndim == 1 and arr.dtype.kind not in "fiu"):
+    if arr.dtype == object or arr.ndim > 1 or arr.dtype.kind not in "fiu":
         raise InvalidParameterError(f"The 'lengthscale' parameter of {owner} must be a positive float or a 1-D "
                                     f"array of positive floats; got {ls!r}.")
     if arr.ndim == 0:
@@ -67,6 +67,7 @@ class RandomFeatureBase(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Draw the random parameters for inputs like X (only X's shape and dtype are used,
         except by data-dependent maps such as Nystroem)."""
+        check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
         self._draw(seed_from(self.random_state), X)
         return self
@@ -74,12 +75,16 @@ class RandomFeatureBase(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """The feature map, shape (n_samples, n_components), in the dtype of X."""
         check_is_fitted(self)
+        check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self._map(X)
 
     def kernel_estimate(self, X, Z=None):
         """``Φ(X) Φ(Z)ᵀ``, the kernel these features estimate (dense; small inputs)."""
         F = self.transform(X)
+        if Z is not None:  # transform's messages say "X": check Z under its own name first
+            check_is_fitted(self)
+            check_array_arg(Z, "Z", ndim=2, min_rows=1, n_features=self.n_features_in_, finite=True)
         G = F if Z is None else self.transform(Z)
         return F @ G.T
 

@@ -67,6 +67,9 @@ def approximation_error(transformer, kernel, X):
         transformer.fit(X)
     F = np.asarray(transformer.transform(X), dtype=np.float64)
     K = _gram(kernel, X.astype(np.float64))
+    if not np.any(K):  # relative errors of an all-zero kernel matrix are 0/0
+        raise ValueError(f"the kernel matrix K(X, X) is identically zero on X (shape {X.shape}), so relative errors "
+                         "are undefined; pass points where the kernel does not vanish.")
     E = K - F @ F.T
     E = 0.5 * (E + E.T)
     spec_E, spec_K = _spectral_norm(E), _spectral_norm(K)

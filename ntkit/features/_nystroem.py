@@ -18,7 +18,7 @@ from sklearn.utils.validation import validate_data
 
 from .. import _linalg
 from .._leverage import _gram, recursive_rls
-from .._validation import InvalidParameterError, check_option
+from .._validation import InvalidParameterError, check_array_arg, check_option, check_scalar
 from ..kernels import RBF
 from ._base import RandomFeatureBase, seed_from
 
@@ -76,6 +76,7 @@ class Nystroem(RandomFeatureBase):
 
     def fit(self, X, y=None):
         """Choose the landmarks among the rows of X and factor their Gram matrix."""
+        check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
         owner = type(self).__name__
         sampling = check_option(self.sampling, "sampling", owner, ("uniform", "rls"))
@@ -83,8 +84,12 @@ class Nystroem(RandomFeatureBase):
         kernel = self.kernel if self.kernel is not None else RBF(lengthscale=float(np.sqrt(X.shape[1])))
         if not callable(kernel):
             raise InvalidParameterError(f"kernel must be an ntkit kernel or a callable k(X, Z); got {kernel!r}.")
-        if self.ridge is not None and not (np.isfinite(self.ridge) and self.ridge > 0):
-            raise InvalidParameterError(f"The 'ridge' parameter of {owner} must be a positive float; got {self.ridge!r}.")
+        if self.ridge is not None:
+            try:
+                check_scalar(self.ridge, "ridge", owner, low=0.0, closed="right")
+            except InvalidParameterError:
+                raise InvalidParameterError(
+                    f"The 'ridge' parameter of {owner} must be a positive float; got {self.ridge!r}.") from None
         rng = seed_from(self.random_state)
         n = X.shape[0]
         X64 = X.astype(np.float64, copy=False)

@@ -31,7 +31,8 @@ import math
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import InvalidParameterError, check_int, check_option
+from .._validation import (InvalidParameterError, check_array_arg, check_int, check_option, check_same_rows,
+                           check_scalar)
 from ._base import RandomFeatureBase, seed_from
 
 __all__ = ["UniversalRandomFeatures", "LayerKernelForm"]
@@ -140,13 +141,12 @@ class UniversalRandomFeatures(RandomFeatureBase):
 
     def fit(self, X, y=None, *, weights=None):
         """Draw the features for inputs like X (and, when given, the layer ``weights`` (m, d))."""
+        check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
         W = None
         if weights is not None:
+            check_array_arg(weights, "weights", ndim=2, n_features=X.shape[1], finite=True)
             W = np.asarray(weights, dtype=np.float64)
-            if W.ndim != 2 or W.shape[1] != X.shape[1] or not np.all(np.isfinite(W)):
-                raise ValueError(f"weights must be a finite (m, {X.shape[1]}) array (rows w_j of the layer); got "
-                                 f"shape {W.shape}.")
         self._draw(seed_from(self.random_state), X, W)
         return self
 
@@ -156,10 +156,9 @@ class UniversalRandomFeatures(RandomFeatureBase):
         D = self._check_n_components()
         d = X.shape[1]
         xn = float(np.max(np.linalg.norm(X, axis=1))) if len(X) else 1.0
+        deg = check_int(self.degree, "degree", owner, low=1)  # validated whatever the activation
         if self.bound is not None:
-            R = float(self.bound)
-            if not (np.isfinite(R) and R > 0):
-                raise InvalidParameterError(f"bound must be a positive float; got {self.bound!r}.")
+            R = check_scalar(self.bound, "bound", owner, low=0.0, closed="right")
         else:
             wn = float(np.max(np.linalg.norm(W, axis=1))) if W is not None and len(W) else xn
             R = max(xn * wn, 1e-12)
@@ -182,7 +181,6 @@ class UniversalRandomFeatures(RandomFeatureBase):
             self.approximation_bias_ = float(np.sum(np.abs(_maclaurin(act, L + 60)[L + 1:]) *
                                                     np.power(R, np.arange(L + 1, L + 61))))
         else:
-            deg = check_int(self.degree, "degree", owner, low=1)
             a, self.approximation_bias_ = _chebyshev_fit(_activation_fn(act), R, deg)
         self.coef_ = a
         with np.errstate(divide="ignore"):
@@ -234,12 +232,8 @@ class UniversalRandomFeatures(RandomFeatureBase):
     def transform_weights(self, W):
         """ψ(w) for the rows of W (m, n_features): ``transform(X) @ transform_weights(W).T ≈ f(X Wᵀ)``."""
         check_is_fitted(self)
-        W = np.asarray(W)
-        if W.ndim != 2 or W.shape[1] != self.n_features_in_:
-            raise ValueError(f"W must have shape (m, {self.n_features_in_}); got {W.shape}.")
-        if not np.all(np.isfinite(W)):
-            raise ValueError("W contains NaN or Inf.")
-        return self._features(W, True)
+        check_array_arg(W, "W", ndim=2, n_features=self.n_features_in_, finite=True)
+        return self._features(np.asarray(W, dtype=np.float64), True)
 
     @classmethod
     def from_dense_layer(cls, W, b=None, V=None, *, activation="relu", n_components=1024, X=None, **kwargs):
@@ -255,14 +249,20 @@ class UniversalRandomFeatures(RandomFeatureBase):
         LayerKernelForm
             ``predict(x) = φ([x, 1]) M`` with ``M = Ψ([W, b])ᵀ Vᵀ`` (D × out).
         """
-        W = np.asarray(W, dtype=np.float64)
+        W = np.asarray(check_array_arg(W, "W", ndim=2, finite=True), dtype=np.float64)
         m, d = W.shape
+        if b is not None:
+            check_array_arg(b, "b", ndim=1, finite=True)
+            check_same_rows(W, b, "W", "b")
+        if V is not None:
+            check_array_arg(V, "V", ndim=2, n_features=m, finite=True)
         b = np.zeros(m) if b is None else np.asarray(b, dtype=np.float64).reshape(m)
         Wb = np.hstack([W, b[:, None]])
         if X is None:
             if kwargs.get("bound") is None:
                 raise ValueError("give representative inputs X (or bound=...) to size the features.")
             X = np.zeros((1, d))
+        check_array_arg(X, "X", ndim=2, min_rows=1, n_features=d, finite=True)
         Xa = np.hstack([np.asarray(X, dtype=np.float64), np.ones((len(X), 1))])
         urf = cls(activation, n_components=n_components, **kwargs).fit(Xa, weights=Wb)
         Psi = urf.transform_weights(Wb)  # (m, D)
@@ -279,5 +279,7 @@ class LayerKernelForm:
         self.M = M
 
     def predict(self, X):
+        """The layer's outputs ``φ([X, 1]) @ M``, shape (n_samples, n_outputs)."""
+        check_array_arg(X, "X", ndim=2, min_rows=1, n_features=self.features.n_features_in_ - 1, finite=True)
         X = np.asarray(X, dtype=np.float64)
         return self.features.transform(np.hstack([X, np.ones((len(X), 1))])) @ self.M

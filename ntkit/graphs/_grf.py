@@ -29,7 +29,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from .._validation import InvalidParameterError, check_int, check_option
+from .._validation import InvalidParameterError, check_array_arg, check_int, check_option, check_scalar
 from ._kernels import NAMED_KERNELS, as_adjacency, check_sigma, modulation, normalized_adjacency
 
 __all__ = ["GraphRandomFeatures", "walk_features"]
@@ -217,12 +217,12 @@ class GraphRandomFeatures:
         n_walks = check_int(self.n_walks, "n_walks", owner, low=1)
         if self.antithetic and n_walks % 2:
             raise InvalidParameterError(f"antithetic termination pairs the walkers: n_walks must be even; got {n_walks}.")
-        p_halt = float(self.p_halt)
+        p_halt = check_scalar(self.p_halt, "p_halt", owner, low=0.0, high=1.0, closed="neither")
         if not (0.0 < p_halt < 1.0):
             raise InvalidParameterError(f"The 'p_halt' parameter of {owner} must lie in (0, 1); got {self.p_halt!r}.")
         check_option(self.backend, "backend", owner, ("auto", "native", "numpy"))
         A = as_adjacency(adjacency, symmetrize=self.symmetrize)
-        sigma = float(self.sigma)
+        sigma = check_scalar(self.sigma, "sigma", owner, low=0.0, closed="right")
         check_sigma(self.kernel, sigma, A)
         if self.max_walk_length is None:
             L = int(math.ceil(math.log(1e-16) / math.log1p(-p_halt)))
@@ -239,14 +239,67 @@ class GraphRandomFeatures:
         self._n_walks, self._p_halt = n_walks, p_halt
         return A
 
-    def fit(self, adjacency, y=None):
-        """Sample the walks from every node of the graph and build ``features_``."""
+    def fit(self, adjacency, y=None, *, checkpoint=None, block_nodes=65536, verbose=False):
+        """Sample the walks from every node of the graph and build ``features_``.
+
+        Parameters
+        ----------
+        adjacency : scipy.sparse matrix, array or networkx graph
+        y : ignored
+        checkpoint : path of a directory, optional
+            Walks are sampled in blocks of ``block_nodes`` start nodes; each finished block is
+            written there atomically, and a later ``fit`` with the same graph, settings and an
+            explicit integer ``random_state`` loads the finished blocks and samples only the
+            rest. A walk's randomness depends only on (seed, start node, walker, step), so a
+            resumed run's ``features_`` equal an uninterrupted run's bit for bit.
+        block_nodes : int
+            Start nodes per block (checkpoint granularity and progress unit).
+        verbose : bool
+            Progress bar over blocks.
+        """
         self._setup(adjacency)
+        if checkpoint is not None and not isinstance(self.random_state, (int, np.integer)):
+            raise ValueError("checkpoint needs an integer random_state: a resumed run must replay the same walks.")
+        block = check_int(block_nodes, "block_nodes", type(self).__name__, low=1)
         self.seed_ = _seed(self.random_state)
         t0 = time.perf_counter()
         n = self.U_.shape[0]
-        self.features_, self.n_steps_ = walk_features(self.U_, np.arange(n), self._n_walks, self._p_halt,
-                                                      self.modulation_, self.seed_, self._mode, backend=self.backend)
+        walk = lambda starts: walk_features(self.U_, starts, self._n_walks, self._p_halt,  # noqa: E731
+                                            self.modulation_, self.seed_, self._mode, backend=self.backend)
+        if checkpoint is None and not verbose:
+            self.features_, self.n_steps_ = walk(np.arange(n))
+        else:
+            store = None
+            if checkpoint is not None:
+                from .._checkpoint import CheckpointDir, fingerprint
+
+                U = self.U_
+                store = CheckpointDir(checkpoint, {
+                    "what": "GraphRandomFeatures", "graph": fingerprint(U.indptr, U.indices, U.data),
+                    "modulation": fingerprint(self.modulation_), "seed": self.seed_, "n_walks": self._n_walks,
+                    "p_halt": self._p_halt, "mode": self._mode, "block_nodes": block})
+            done = store.keys() if store is not None else set()
+            bar = None
+            if verbose:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=n, desc="graph random features", unit="node")
+            parts, steps = [], 0
+            for b, s in enumerate(range(0, n, block)):
+                if (b,) in done:
+                    F, k = store.load((b,))
+                else:
+                    F, k = walk(np.arange(s, min(n, s + block)))
+                    if store is not None:
+                        store.save((b,), (F, k))
+                parts.append(F)
+                steps += k
+                if bar is not None:
+                    bar.update(F.shape[0])
+            if bar is not None:
+                bar.close()
+            self.features_ = sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
+            self.n_steps_ = steps
         self.fit_seconds_ = time.perf_counter() - t0
         self._features_b = None
         return self
@@ -265,25 +318,42 @@ class GraphRandomFeatures:
                                                 self.modulation_, seed_b, self._mode, backend=self.backend)
         return self._features_b
 
-    def kernel_estimate(self, *, unbiased_diagonal=True):
-        """Dense K̂: ``½(Φ_A Φ_Bᵀ + Φ_B Φ_Aᵀ)`` (unbiased everywhere), or ``Φ Φᵀ`` (PSD; diagonal biased)."""
+    def kernel_estimate(self, *, unbiased_diagonal=True, memory_budget=None):
+        """Dense K̂: ``½(Φ_A Φ_Bᵀ + Φ_B Φ_Aᵀ)`` (unbiased everywhere), or ``Φ Φᵀ`` (PSD; diagonal biased).
+
+        The (n, n) result must fit in memory; it is filled in row blocks whose workspace (the
+        sparse products and their dense copies) is planned from ``memory_budget`` (default: see
+        :func:`ntkit.config_context`).
+        """
+        from .._config import resolve_budget
+
         self._check_fitted()
         n = self.features_.shape[0]
         if n > 20_000:
             raise MemoryError(f"kernel_estimate forms a dense {n} × {n} matrix; use kernel_matvec for large graphs.")
         A = self.features_
-        if not unbiased_diagonal:
-            return (A @ A.T).toarray()
-        B = self.features_b_
-        M = (A @ B.T).toarray()
-        return 0.5 * (M + M.T)
+        B = self.features_b_ if unbiased_diagonal else A
+        At, Bt = A.T.tocsr(), B.T.tocsr()
+        # per row: two dense rows and at most two sparse rows (value + index, 12 bytes an entry)
+        rows = max(1, resolve_budget(memory_budget) // (40 * max(n, 1)))
+        out = np.empty((n, n))
+        for i in range(0, n, rows):
+            sl = slice(i, min(n, i + rows))
+            if unbiased_diagonal:
+                out[sl] = (A[sl] @ Bt).toarray()
+                out[sl] += (B[sl] @ At).toarray()
+                out[sl] *= 0.5
+            else:
+                out[sl] = (A[sl] @ At).toarray()
+        return out
 
     def kernel_matvec(self, v, *, unbiased_diagonal=True):
         """``K̂ v`` through the sparse features (any graph size): O(nnz(Φ)) per column."""
         self._check_fitted()
-        v = np.asarray(v, dtype=np.float64)
         n = self.features_.shape[0]
-        if v.shape[0] != n or v.ndim not in (1, 2):
+        check_array_arg(v, "v", ndim=(1, 2), finite=True)
+        v = np.asarray(v, dtype=np.float64)
+        if v.shape[0] != n:
             raise ValueError(f"v must have shape ({n},) or ({n}, k); got {v.shape}.")
         if not np.all(np.isfinite(v)):
             raise ValueError("v contains NaN or Inf.")

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import _linalg
-from .._validation import InvalidParameterError
+from .._validation import InvalidParameterError, check_int
 
 __all__ = ["NAMED_KERNELS", "alpha_coefficients", "modulation", "deconvolve", "normalized_adjacency",
            "exact_graph_kernel", "as_adjacency"]
@@ -38,13 +38,13 @@ def deconvolve(alpha):
     """The modulation f with ``Σ_p f(p) f(l−p) = α_l`` (needs α_0 > 0)."""
     alpha = np.asarray(alpha, dtype=np.float64)
     if alpha.ndim != 1 or len(alpha) == 0:
-        raise InvalidParameterError(f"the power-series coefficients must be a non-empty 1-D array; got shape "
-                                    f"{alpha.shape}.")
+        raise InvalidParameterError(f"the 'kernel' power-series coefficients must be a non-empty 1-D array; got "
+                                    f"shape {alpha.shape}.")
     if not np.all(np.isfinite(alpha)):
-        raise InvalidParameterError("the power-series coefficients must be finite.")
+        raise InvalidParameterError("the 'kernel' power-series coefficients must be finite.")
     if alpha[0] <= 0:
-        raise InvalidParameterError(f"the constant coefficient α_0 must be > 0 for a modulation to exist (f(0) = "
-                                    f"sqrt(α_0)); got α_0 = {alpha[0]!r}.")
+        raise InvalidParameterError(f"the constant coefficient α_0 of 'kernel' must be > 0 for a modulation to exist "
+                                    f"(f(0) = sqrt(α_0)); got α_0 = {alpha[0]!r}.")
     f = np.zeros_like(alpha)
     f[0] = math.sqrt(alpha[0])
     for l in range(1, len(alpha)):
@@ -150,7 +150,8 @@ def normalized_adjacency(A, sigma):
 
 
 def check_sigma(kernel, sigma, A):
-    if not (np.isfinite(sigma) and sigma > 0):
+    if isinstance(sigma, (bool, str)) or not isinstance(sigma, (int, float, np.integer, np.floating)) or not (
+            np.isfinite(sigma) and sigma > 0):
         raise InvalidParameterError(f"sigma must be a positive float; got {sigma!r}.")
     if isinstance(kernel, str) and kernel in _DIVERGENT_AT_ONE and A.nnz and sigma >= 1:
         raise InvalidParameterError(
@@ -183,6 +184,8 @@ def exact_graph_kernel(adjacency, kernel="regularized_laplacian", *, sigma=0.5, 
     """
     A = as_adjacency(adjacency, symmetrize=symmetrize)
     check_sigma(kernel, sigma, A)
+    if isinstance(kernel, str) and kernel == "p_step":
+        p = check_int(p, "p", "exact_graph_kernel", low=0)
     n = A.shape[0]
     if n > 20_000:
         raise MemoryError(f"exact_graph_kernel forms dense n × n matrices; n = {n} is too large. Use "

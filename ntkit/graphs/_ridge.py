@@ -5,10 +5,21 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .._validation import InvalidParameterError, check_scalar
+from .._validation import InvalidParameterError, check_array_arg, check_scalar
 from ._grf import GraphRandomFeatures
 
 __all__ = ["GraphKernelRidge"]
+
+
+def _check_nodes(nodes, n):
+    """Node indices as a 1-D int64 array in [0, n) (no negative wrap-around, no float or boolean masks)."""
+    arr = np.asarray(nodes)
+    if arr.ndim != 1 or not (arr.dtype.kind in "iu" or (arr.size == 0 and arr.dtype.kind == "f")):
+        raise InvalidParameterError(f"nodes must be a 1-D array of integer node indices; got dtype {arr.dtype}, shape "
+                                    f"{arr.shape}.")
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise InvalidParameterError(f"nodes must be indices in [0, {n}); got range [{arr.min()}, {arr.max()}].")
+    return arr.astype(np.int64)
 
 
 class GraphKernelRidge:
@@ -73,6 +84,7 @@ class GraphKernelRidge:
                                         f"[{nodes.min() if len(nodes) else '-'}, {nodes.max() if len(nodes) else '-'}].")
         if len(np.unique(nodes)) != len(nodes):
             raise InvalidParameterError("nodes contains repeated indices; give each labelled node once.")
+        check_array_arg(y, "y", ndim=(1, 2), labels=True)  # string labels make a classifier
         y = np.asarray(y)
         if y.shape[0] != len(nodes):
             raise InvalidParameterError(f"y has {y.shape[0]} entries but nodes has {len(nodes)}.")
@@ -110,7 +122,9 @@ class GraphKernelRidge:
         """``Φ[nodes] Φ_Lᵀ A`` (all nodes by default)."""
         if not hasattr(self, "dual_coef_"):
             raise RuntimeError("GraphKernelRidge is not fitted yet: call fit(adjacency, nodes, y) first.")
-        F = self.grf_.features_ if nodes is None else self.grf_.features_[np.asarray(nodes)]
+        F = self.grf_.features_
+        if nodes is not None:
+            F = F[_check_nodes(nodes, F.shape[0])]
         return np.asarray(F @ self._W)
 
     def predict(self, nodes=None):

@@ -25,6 +25,14 @@ from .._validation import check_data
 __all__ = ["Kernel", "StationaryKernel", "DotProductKernel"]
 
 
+def _is_tracer(a) -> bool:
+    """True for a jax tracer (a kernel under jit/grad): it has no concrete values to check."""
+    import sys
+
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(a, jax.core.Tracer)
+
+
 class Kernel(BaseEstimator):
     """Base class of ntkit kernels.
 
@@ -126,6 +134,19 @@ class StationaryKernel(Kernel):
         scale = xp.asarray(1.0 / ls, dtype=X.dtype) if isinstance(ls, np.ndarray) else X.dtype.type(1.0 / ls)
         Xp = (X - shift) * scale
         Zp = None if Z is None else (Z - shift.astype(Z.dtype)) * scale
+        # |x|² of the scaled data must stay finite, or the distance expansion gives inf - inf = NaN
+        # kernel values: a tiny lengthscale (or huge data) is an input error, not a result. float32
+        # data beyond float32's range are not an error: ntkit.ops recomputes them in float64
+        # (ntkit.ops._gram.F32_SAFE_SQNORM), so only float64 is checked here.
+        limit = float(np.sqrt(np.finfo(np.dtype(X.dtype)).max)) / (2.0 * max(1.0, float(X.shape[1])) ** 0.5)
+        for P in (Xp, Zp) if np.dtype(X.dtype) != np.float32 else ():
+            if P is not None and P.size and not _is_tracer(P):
+                top = float(xp.max(xp.abs(P)))
+                if not top < limit:
+                    raise ValueError(
+                        f"the data divided by the lengthscale reach {top:.3g}, beyond the {np.dtype(X.dtype)} range of "
+                        f"squared distances (|x - mean| / lengthscale must stay below {limit:.3g}); use a larger "
+                        "lengthscale or rescale X.")
         return Xp, Zp
 
     def _diag(self, xp, sx, n_features, params):

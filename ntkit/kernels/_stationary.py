@@ -120,7 +120,7 @@ class Matern(StationaryKernel):
         if nu == 1.5:
             a = _SQRT3 * r
             return (1 + a) * xp.exp(-a)
-        a = _SQRT5 * r
+        a = xp.minimum(_SQRT5 * r, 1e3)  # exp(-1000) is 0 in every dtype: keeps a²/3 from overflowing (inf·0)
         return (1 + a + a * a / 3) * xp.exp(-a)
 
     def _native_spec(self, params):

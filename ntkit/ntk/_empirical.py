@@ -83,6 +83,8 @@ def _check_x(x, name, feature_shape=None):
             except Exception:  # noqa: BLE001 - any conversion failure is the caller's input
                 raise TypeError(f"{name} must be an array; got {type(x).__name__}.") from None
         x = np.asarray(x)
+        if not x.dtype.isnative:  # byte order is storage, not type: jax rejects e.g. '>f4'
+            x = x.astype(x.dtype.newbyteorder("="))
     if x.ndim < 1:
         raise ValueError(f"{name} must have a leading batch dimension (n, ...); got a scalar.")
     if x.shape[0] == 0:
@@ -185,11 +187,19 @@ class _Engine:
 
             leaves = [jax.ShapeDtypeStruct(s, d) for s, d in self.leaf_avals]
             x = jax.ShapeDtypeStruct(*self.x_aval)
-            out = jax.eval_shape(self.g, leaves, x)
+            try:
+                out = jax.eval_shape(self.g, leaves, x)
+            except Exception as exc:  # noqa: BLE001 - the examples do not fit the network: the caller's input
+                raise ValueError(
+                    f"apply_fn(params, x) failed on examples of shape {tuple(self.x_aval[0])} (the rows of x, x1, "
+                    f"x2): {exc}. Check that params belong to apply_fn and that the examples have the network's "
+                    "input shape.") from None
             if len(out.shape) != 1:
                 raise ValueError(
                     f"apply_fn(params, x) must return an array of shape (n, O) (one row of logits per example); "
-                    f"for a batch of one it returned shape {(1,) + tuple(out.shape)}. Reshape scalar outputs to (n, 1).")
+                    f"for a batch of one it returned shape {(1,) + tuple(out.shape)}. Reshape scalar outputs to (n, 1), "
+                    f"and check that the examples (rows of x1, x2) have the network's input shape; here they have "
+                    f"shape {tuple(self.x_aval[0])}.")
             n_out = int(out.shape[0])
             if self.implementation == "structured":
                 uses, closed = analyze(self.g, [jnp.zeros(s, d) for s, d in self.leaf_avals],
@@ -473,7 +483,7 @@ def _key_data(key):
 
 def empirical_ntk_fn(apply_fn, *, kind="full", normalize=None, n_projections=None, projection="gaussian",
                      projected_kind="trace", diagonal_of="full", batch_size=None, memory_budget=None,
-                     implementation="auto", key=None, verbose=None):
+                     implementation="auto", key=None, verbose=None, checkpoint=None):
     """A reusable empirical-NTK function ``ntk_fn(params, x1, x2=None)``.
 
     Takes the same keyword arguments as :func:`empirical_ntk`; the compiled pieces are
@@ -537,7 +547,8 @@ def empirical_ntk_fn(apply_fn, *, kind="full", normalize=None, n_projections=Non
         dtype = _compute_dtype(leaves, [x for x in (x1, x2) if x is not None])
         with _x64(dtype):
             return _compute(apply_fn, treedef, leaves, x1, x2, dtype, deriv, impl, kind, kind_hint, pair_kind,
-                            normalize, n_projections, projection, key_data, batch_size, memory_budget, verbose)
+                            normalize, n_projections, projection, key_data, batch_size, memory_budget, verbose,
+                            checkpoint)
 
     ntk_fn.__doc__ = f"Empirical NTK (kind={kind!r}, implementation={implementation!r}) of apply_fn."
     return ntk_fn
@@ -545,7 +556,7 @@ def empirical_ntk_fn(apply_fn, *, kind="full", normalize=None, n_projections=Non
 
 def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", normalize=None, n_projections=None,
                   projection="gaussian", projected_kind="trace", diagonal_of="full", batch_size=None,
-                  memory_budget=None, implementation="auto", key=None, verbose=None):
+                  memory_budget=None, implementation="auto", key=None, verbose=None, checkpoint=None):
     r"""Empirical neural tangent kernel of any JAX model.
 
     Parameters
@@ -596,6 +607,12 @@ def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", normalize=None,
         Seed of the random projection (``kind="projected"``).
     verbose : bool, optional
         Progress bar over tiles.
+    checkpoint : path of a directory, optional
+        Every finished tile is written there atomically; a later call with the same model
+        parameters, inputs and settings reads the finished tiles back and computes only the
+        rest, so a run killed midway resumes where it stopped and returns the same array as
+        an uninterrupted run. Fix ``batch_size`` (the tile size) to resume under another
+        memory budget. Not used for ``kind="diagonal"`` (one pass over x1).
 
     Returns
     -------
@@ -619,7 +636,7 @@ def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", normalize=None,
     return empirical_ntk_fn(apply_fn, kind=kind, normalize=normalize, n_projections=n_projections,
                             projection=projection, projected_kind=projected_kind, diagonal_of=diagonal_of,
                             batch_size=batch_size, memory_budget=memory_budget, implementation=implementation,
-                            key=key, verbose=verbose)(params, x1, x2)
+                            key=key, verbose=verbose, checkpoint=checkpoint)(params, x1, x2)
 
 
 def _option(value, name, options):
@@ -653,7 +670,7 @@ def _choose_batch(plan, n_total, itemsize, budget, batch_size):
 
 
 def _compute(apply_fn, treedef, leaves, x1, x2, dtype, deriv, impl, kind, kind_hint, pair_kind, normalize,
-             n_projections, projection, key_data, batch_size, memory_budget, verbose):
+             n_projections, projection, key_data, batch_size, memory_budget, verbose, checkpoint=None):
     jax, jnp = _jax()
     budget = resolve_budget(memory_budget)
     if verbose is None:
@@ -675,10 +692,20 @@ def _compute(apply_fn, treedef, leaves, x1, x2, dtype, deriv, impl, kind, kind_h
             f"the {kind} eNTK of shape {out_shape} needs {out_bytes / 2**30:.1f} GiB, more than the "
             f"{available_memory() / 2**30:.1f} GiB available; use kind='trace' or 'sum_logits', or fewer inputs.")
     b = _choose_batch(plan, max(n1, n2), itemsize, budget, batch_size)
+    store = None
+    if checkpoint is not None and kind != "diagonal":
+        from .._checkpoint import CheckpointDir, fingerprint
+
+        store = CheckpointDir(checkpoint, {
+            "what": "empirical_ntk", "params": fingerprint(*[np.asarray(leaf) for leaf in leaves], str(treedef)),
+            "x1": fingerprint(np.asarray(x1)), "x2": None if x2 is None else fingerprint(np.asarray(x2)),
+            "settings": repr((kind, pair_kind, deriv, impl, n_projections, projection,
+                              None if key_data is None else np.asarray(key_data).tolist(), np.dtype(dtype).str)),
+            "tile": int(b)})
 
     if impl == "ntk_vp":
         return _compute_vp(eng, leaves, x1, x2, xcast, kind, pair_kind, deriv, normalize, b, out_shape, dtype,
-                           verbose)
+                           verbose, store)
 
     factors = eng.factors_fn()
     cache: collections.OrderedDict = collections.OrderedDict()
@@ -715,7 +742,7 @@ def _compute(apply_fn, treedef, leaves, x1, x2, dtype, deriv, impl, kind, kind_h
         f2 = f1 if symmetric and i == j else tile_factors(1 if symmetric else 2, s2, e2)
         return pair(f1, f2)
 
-    out = _fill_tiles(np.empty(out_shape, dtype), t1, t2, symmetric, block, verbose, "eNTK tiles")
+    out = _fill_tiles(np.empty(out_shape, dtype), t1, t2, symmetric, block, verbose, "eNTK tiles", store)
     if normalize == "cosine":
         diag = eng.diag_fn("trace")
         d1 = np.concatenate([np.asarray(diag(tile_factors(1, s, e)))[: e - s] for s, e in t1])
@@ -743,14 +770,21 @@ def _out_shape(kind, pair_kind, deriv, n1, n2, O):
     return (n1, n2)
 
 
-def _fill_tiles(out, t1, t2, symmetric, block, verbose, desc):
+def _fill_tiles(out, t1, t2, symmetric, block, verbose, desc, store=None):
     """Fill ``out`` tile by tile from ``block(i, j)`` (padded tiles are cropped); with ``symmetric``
-    only tiles j >= i are computed and mirrored: Θ(x_j, x_i)_{ab} = Θ(x_i, x_j)_{ba}."""
+    only tiles j >= i are computed and mirrored: Θ(x_j, x_i)_{ab} = Θ(x_i, x_j)_{ba}.
+    With a checkpoint ``store``, finished tiles are read back and new ones written as they finish."""
     jobs = [(i, j) for i in range(len(t1)) for j in range(len(t2)) if not symmetric or j >= i]
+    done = store.keys() if store is not None else ()
     bar = _progress(len(jobs), verbose, desc)
     for i, j in jobs:
         (s1, e1), (s2, e2) = t1[i], t2[j]
-        blk = np.asarray(block(i, j))[: e1 - s1, : e2 - s2]
+        if (i, j) in done:
+            blk = store.load((i, j))
+        else:
+            blk = np.asarray(block(i, j))[: e1 - s1, : e2 - s2]
+            if store is not None:
+                store.save((i, j), blk)
         out[s1:e1, s2:e2] = blk
         if symmetric and j != i:
             out[s2:e2, s1:e1] = blk.transpose((1, 0, 3, 2) if blk.ndim == 4 else (1, 0))
@@ -769,7 +803,8 @@ def _progress(total, verbose, desc):
     return tqdm(total=total, desc=desc)
 
 
-def _compute_vp(eng, leaves, x1, x2, xcast, kind, pair_kind, deriv, normalize, b, out_shape, dtype, verbose):
+def _compute_vp(eng, leaves, x1, x2, xcast, kind, pair_kind, deriv, normalize, b, out_shape, dtype, verbose,
+                store=None):
     symmetric = x2 is None
     src2 = x1 if symmetric else x2
     n1, n2 = x1.shape[0], src2.shape[0]
@@ -787,7 +822,8 @@ def _compute_vp(eng, leaves, x1, x2, xcast, kind, pair_kind, deriv, normalize, b
         (s1, e1), (s2, e2) = t1[i], t2[j]
         return pair(leaves, xcast(_pad(np.asarray(x1[s1:e1]), b)), xcast(_pad(np.asarray(src2[s2:e2]), b)))
 
-    out = _fill_tiles(np.empty(out_shape, dtype), t1, t2, symmetric, block, verbose, "eNTK tiles (ntk_vp)")
+    out = _fill_tiles(np.empty(out_shape, dtype), t1, t2, symmetric, block, verbose, "eNTK tiles (ntk_vp)",
+                      store)
     if normalize == "cosine":
         d = np.array([np.asarray(pair(leaves, xcast(x1[i:i + 1]), xcast(x1[i:i + 1])))[0, 0] for i in range(n1)])
         d2 = d if symmetric else np.array(

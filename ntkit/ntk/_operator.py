@@ -8,12 +8,13 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from .._validation import InvalidParameterError, check_scalar
+from ..ops._operator import _CheckedProducts
 from ._empirical import _check_params, _check_x, _compute_dtype, _resolve_apply_fn, _x64
 
 __all__ = ["NTKOperator"]
 
 
-class NTKOperator(LinearOperator):
+class NTKOperator(_CheckedProducts, LinearOperator):
     r"""``v ↦ (Θ(x, x) + ridge·I) v`` without forming Θ: one VJP and one JVP per product.
 
     Each product costs about two passes of the network over ``x`` (``trace`` costs O of
@@ -60,7 +61,11 @@ class NTKOperator(LinearOperator):
             lv = [jnp.asarray(leaf, dtype) for leaf in leaves]
             xx = jnp.asarray(x, dtype) if np.dtype(x.dtype).kind == "f" else jnp.asarray(x)
             params_j = jax.tree_util.tree_unflatten(treedef, lv)
-            out = jax.eval_shape(apply_fn, params_j, xx)
+            try:
+                out = jax.eval_shape(apply_fn, params_j, xx)
+            except Exception as exc:  # noqa: BLE001 - x does not fit the network: the caller's input
+                raise ValueError(f"apply_fn(params, x) failed for x of shape {tuple(x.shape)}: {exc}. Check that "
+                                 "params belong to apply_fn and that x has the network's input shape.") from None
             if len(out.shape) != 2 or out.shape[0] != x.shape[0]:
                 raise ValueError(f"apply_fn(params, x) must return shape (n, O) = ({x.shape[0]}, O); got "
                                  f"{tuple(out.shape)}.")

@@ -181,10 +181,15 @@ def _structural(eqn, intags):
 def _record_a(eqn, side, invals, scale):
     """The layer-input factor ``a`` as (S, C), scaled by the weight's scale."""
     name = eqn.primitive.name
+    # integer layer inputs (raw int features in a mixed-dtype contraction) are factored in the weight's
+    # float dtype: in int, a merged bias column (ratio < 1) would truncate to 0 and the factor lose it
+    w = invals[side] if name == "dot_general" else invals[1]
+    inp = invals[1 - side] if name == "dot_general" else invals[0]
+    if not jnp.issubdtype(inp.dtype, jnp.inexact):
+        inp = inp.astype(w.dtype)
     if name == "dot_general":
         S, C, F, a_perm, _ = _dot_layout(eqn, side)
-        a = invals[1 - side]
-        a = jnp.transpose(a, a_perm).reshape(S, C)
+        a = jnp.transpose(inp, a_perm).reshape(S, C)
     else:
         S, C, F, out_perm = _conv_layout(eqn)
         p = eqn.params
@@ -192,7 +197,7 @@ def _record_a(eqn, side, invals, scale):
         rhs_shape = _shape(eqn.invars[1])
         filt = tuple(rhs_shape[i] for i in dn.rhs_spec[2:])
         a = jax.lax.conv_general_dilated_patches(
-            invals[0], filt, p["window_strides"], p["padding"], lhs_dilation=p["lhs_dilation"],
+            inp, filt, p["window_strides"], p["padding"], lhs_dilation=p["lhs_dilation"],
             rhs_dilation=p["rhs_dilation"], dimension_numbers=dn, precision=jax.lax.Precision.HIGHEST)
         a = jnp.transpose(a, out_perm).reshape(S, C)
     if not (isinstance(scale, float) and scale == 1.0):

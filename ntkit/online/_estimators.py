@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._validation import check_array_arg, check_int, check_same_rows
 from ..kernels import RBF
 from ._ald import aogd_ald, nons_ald
 from ._kogd import kogd
@@ -41,19 +42,59 @@ class _OnlineRegressor(RegressorMixin, BaseEstimator):
         return self._core(self.kernel_, self._params_)
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y, *, checkpoint=None, checkpoint_every=10_000):
         """Forget everything, then learn from the rows of X in order (``partial_fit`` on a fresh start).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        checkpoint : path, optional
+            The stream's state is written there atomically every ``checkpoint_every`` rows; a
+            later ``fit`` on the same data with the same settings resumes after the last saved
+            row, and ends in the same state as an uninterrupted run (the rounds are a
+            deterministic function of the state and the row), bit for bit. A finished run leaves
+            its final state there, so calling again returns at once.
+        checkpoint_every : int
+            Rounded up to a multiple of 2048 rows (the block the learners process at once).
 
         Returns
         -------
         self
         """
-        return self._consume(X, y, reset=True)
+        if checkpoint is None:
+            return self._consume(X, y, reset=True)
+        return self._fit_checkpointed(X, y, checkpoint, checkpoint_every)
+
+    def _fit_checkpointed(self, X, y, path, every):
+        from .. import _checkpoint
+
+        every = check_int(every, "checkpoint_every", type(self).__name__, low=1)
+        every = -(-every // _VERBOSE_BLOCK) * _VERBOSE_BLOCK  # whole blocks: resumed == uninterrupted, bit for bit
+        Xv, yv = validate_data(self, X, y, reset=True, dtype=[np.float64, np.float32], y_numeric=True)
+        params = {k: v for k, v in self.get_params(deep=False).items() if k != "verbose"}
+        meta = {"what": type(self).__name__, "data": _checkpoint.fingerprint(Xv, np.asarray(yv, np.float64)),
+                "params": repr(sorted(params.items())), "every": every}
+        saved = _checkpoint.load(path, meta)
+        n = Xv.shape[0]
+        if saved is None:
+            start, preds = 0, []
+        else:
+            start, preds = saved["rows"], list(saved["predictions"])
+            self.kernel_, self._params_, self.state_ = saved["kernel"], saved["params"], saved["state"]
+        for s in range(start, n, every):
+            e = min(n, s + every)
+            self._consume(Xv[s:e], yv[s:e], reset=(s == 0))
+            preds.append(self.online_predictions_)
+            _checkpoint.save(path, meta, {"rows": e, "predictions": preds, "kernel": self.kernel_,
+                                          "params": self._params_, "state": self.state_})
+        if start >= n:  # the checkpoint already held the finished run: restore its summary attributes
+            state = self.state_
+            self.n_seen_ = int(state.t)
+            self.cumulative_loss_ = float(state.cumulative_loss)
+            self.dictionary_size_ = int(self._dictionary_size(state))
+        self.online_predictions_ = np.concatenate(preds) if preds else np.empty(0, Xv.dtype)
+        return self
 
     def partial_fit(self, X, y):
         """Learn from one row or a mini-batch, in order: each row is predicted before its label is used.
@@ -73,6 +114,9 @@ class _OnlineRegressor(RegressorMixin, BaseEstimator):
         return self._consume(X, y, reset=not hasattr(self, "state_"))
 
     def _consume(self, X, y, reset):
+        check_array_arg(X, "X", ndim=2, min_rows=1)
+        check_array_arg(y, "y", ndim=(1, 2), required=False)
+        check_same_rows(X, y, "X", "y")
         X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32], y_numeric=True)
         y = np.asarray(y, dtype=np.float64)
         if reset:
@@ -86,8 +130,10 @@ class _OnlineRegressor(RegressorMixin, BaseEstimator):
             learner = self._learner()
             state = self.state_
         predictions = np.empty(X.shape[0], dtype=X.dtype)
-        blocks = range(0, X.shape[0], _VERBOSE_BLOCK) if self.verbose else [0]
-        size = _VERBOSE_BLOCK if self.verbose else X.shape[0]
+        # rows go through the core in fixed blocks whether or not a progress bar shows them, so fit,
+        # verbose fit and checkpointed / resumed fits round identically (the cores batch kernel rows)
+        blocks = range(0, X.shape[0], _VERBOSE_BLOCK)
+        size = _VERBOSE_BLOCK
         if self.verbose:
             from tqdm.auto import tqdm
 
@@ -128,6 +174,7 @@ class _OnlineRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,), dtype of X (float32 or float64)
         """
         check_is_fitted(self, "state_")
+        check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self._learner().predict(self.state_, X)
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.base import clone
 
-from .._validation import check_int, check_scalar
+from .._validation import check_array_arg, check_int, check_same_rows, check_scalar
 
 __all__ = ["regret_curve", "RegretCurve"]
 
@@ -112,6 +112,9 @@ def regret_curve(learner, X, y, comparator="krr", *, ridge=1.0, max_exact=6000, 
     ridge = check_scalar(ridge, "ridge", "regret_curve", low=0.0, closed="neither")
     max_exact = check_int(max_exact, "max_exact", "regret_curve", low=0)
     n_centers = check_int(n_centers, "n_centers", "regret_curve", low=1)
+    check_array_arg(X, "X", ndim=2, min_rows=1)
+    check_array_arg(y, "y", ndim=1)  # a column (n, 1) would broadcast against the (n,) predictions
+    check_same_rows(X, y, "X", "y")
     model = clone(learner).fit(X, y)
     Xf = np.asarray(X, dtype=np.float64)
     yf = np.asarray(y, dtype=np.float64)

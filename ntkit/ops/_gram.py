@@ -45,7 +45,12 @@ class _Problem(NamedTuple):
     n_features: int
     backend: str
     jax_in: bool
-    dtype: np.dtype
+    dtype: np.dtype  # of the result
+    compute: np.dtype = None  # of the arithmetic: float64 for float32 data outside float32's safe range
+
+    @property
+    def work(self):
+        return self.dtype if self.compute is None else self.compute
 
 
 def resolve_backend(backend: str, kernel: Kernel, *, jax_in: bool, params: dict | None = None) -> str:
@@ -88,6 +93,30 @@ def _check_kernel(kernel) -> Kernel:
     return kernel
 
 
+#: float32 data whose prepared (lengthscale-scaled) squared norms may exceed this, or, for
+#: dot-product kernels, whose nonzero squared norms fall below its inverse, are computed in
+#: float64 and the result cast back (float32's range ends at 3.4e38, and squared norms and
+#: their products are formed on the way: |x/ℓ| ≈ 1e19 already overflows an RBF's |x|²).
+F32_SAFE_SQNORM = 1e15
+
+
+def _f32_unsafe(xp, kernel, arrays, n_features):
+    """Whether float32 arithmetic could overflow or lose the norms to underflow on these data."""
+    top = 0.0
+    low = np.inf
+    for a in arrays:
+        if a is None or a.shape[0] == 0 or a.size == 0:
+            continue
+        rowmax = xp.maximum(xp.max(a, axis=1), -xp.min(a, axis=1))  # |x|_inf per row, no overflow
+        top = max(top, float(xp.max(rowmax)))
+        nz = rowmax[rowmax > 0]
+        if nz.size:
+            low = min(low, float(xp.min(nz)))
+    if top * top * max(n_features, 1) > F32_SAFE_SQNORM:
+        return True
+    return kernel.family != "stationary" and low * low < 1.0 / F32_SAFE_SQNORM
+
+
 def _setup(kernel, X, Z, backend, extra=()) -> tuple[_Problem, list]:
     """Validate, choose the backend, cast to one dtype and prepare the data."""
     kernel = _check_kernel(kernel)
@@ -103,23 +132,38 @@ def _setup(kernel, X, Z, backend, extra=()) -> tuple[_Problem, list]:
     jax_in = any(is_jax_array(a) for a in arrays)
     dtype = np.result_type(*[np.dtype(a.dtype) for a in arrays])
     backend = resolve_backend(backend, kernel, jax_in=jax_in, params=params)
-    if backend == "jax":
-        import jax.numpy as jnp
+    work = dtype
+    for attempt in range(2):
+        if backend == "jax":
+            import jax.numpy as jnp
 
-        with jax_backend.x64_scope(dtype):
-            conv = [None if a is None else jnp.asarray(a, dtype=dtype) for a in (X, Z, *extra)]
-            Xp, Zp = kernel._prepare(jnp, conv[0], conv[1], params)
-    else:
-        conv = [None if a is None else c_aligned(a, dtype) for a in (X, Z, *extra)]
-        Xp, Zp = kernel._prepare(np, conv[0], conv[1], params)
-        Xp = c_aligned(Xp, dtype)
-        Zp = None if Zp is None else c_aligned(Zp, dtype)
-    prob = _Problem(kernel, params, Xp, Zp, int(X.shape[1]), backend, jax_in, dtype)
+            with jax_backend.x64_scope(work):
+                conv = [None if a is None else jnp.asarray(a, dtype=work) for a in (X, Z, *extra)]
+                Xp, Zp = kernel._prepare(jnp, conv[0], conv[1], params)
+            xp = jnp
+        else:
+            conv = [None if a is None else c_aligned(a, work) for a in (X, Z, *extra)]
+            Xp, Zp = kernel._prepare(np, conv[0], conv[1], params)
+            Xp = c_aligned(Xp, work)
+            Zp = None if Zp is None else c_aligned(Zp, work)
+            xp = np
+        if attempt or work != np.float32 or not _f32_unsafe(xp, kernel, (Xp, Zp), int(X.shape[1])):
+            break
+        work = np.dtype(np.float64)  # float32 would overflow (or underflow the norms): compute in float64
+    prob = _Problem(kernel, params, Xp, Zp, int(X.shape[1]), backend, jax_in, dtype,
+                    None if work == dtype else np.dtype(work))
     return prob, conv[2:]
 
 
 def _finish(prob: _Problem, out):
     """numpy in → numpy out, jax in → jax out; dtype preserved."""
+    if prob.compute is not None:  # computed in float64 for float32 data: the values must fit float32
+        out64 = np.asarray(out)
+        big = float(np.max(np.abs(out64))) if out64.size else 0.0
+        if not np.isfinite(big) or big > float(np.finfo(np.float32).max):
+            raise ValueError(
+                f"{type(prob.kernel).__name__} values on these float32 data reach {big:.3g}, beyond float32's range "
+                "(3.4e38); pass float64 data or rescale X (and the kernel's lengthscale).")
     if prob.jax_in:
         import jax.numpy as jnp
 
@@ -174,8 +218,9 @@ def gram(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", memory_budget=
     if prob.backend == "native":
         out = native_backend.gram(prob.kernel._native_spec(prob.params), prob.X, prob.Z)
     elif prob.backend == "jax":
-        with jax_backend.x64_scope(prob.dtype):
-            out = jax_backend.gram(prob.kernel, prob.params, prob.X, prob.Z, prob.n_features, memory_budget)
+        with jax_backend.x64_scope(prob.work):
+            out = jax_backend.gram(prob.kernel, prob.params, prob.X, prob.Z, prob.n_features, memory_budget,
+                                   to_numpy=not prob.jax_in)
     else:
         out = numpy_backend.gram(prob.kernel, prob.params, prob.X, prob.Z, prob.n_features, memory_budget)
     return _finish(prob, out)
@@ -227,11 +272,11 @@ def kernel_matvec(kernel: Kernel, X, Z, v, *, backend: Backend = "auto", memory_
     if prob.backend == "native":
         m = prob.X.shape[0] if prob.Z is None else prob.Z.shape[0]
         br, bc = native_backend.matvec_tiles(prob.X.shape[0], m, prob.X.shape[1], v2.shape[1],
-                                             np.dtype(prob.dtype).itemsize, memory_budget)
+                                             np.dtype(prob.work).itemsize, memory_budget)
         out = native_backend.matvec(prob.kernel._native_spec(prob.params), prob.X, prob.Z,
                                     np.ascontiguousarray(v2), block_rows=br, block_cols=bc)
     elif prob.backend == "jax":
-        with jax_backend.x64_scope(prob.dtype):
+        with jax_backend.x64_scope(prob.work):
             out = jax_backend.matvec(prob.kernel, prob.params, prob.X, prob.Z, v2, prob.n_features, memory_budget)
     else:
         out = numpy_backend.matvec(prob.kernel, prob.params, prob.X, prob.Z, v2, prob.n_features, memory_budget)
@@ -245,7 +290,10 @@ def iter_gram_blocks(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", me
     ``rows`` and ``cols`` are slices; each block has shape
     ``(rows.stop - rows.start, cols.stop - cols.start)`` and its size is planned
     from ``memory_budget`` (see :func:`ntkit.ops.plan_blocks`), so a Gram
-    matrix far larger than memory can be consumed piece by piece.
+    matrix far larger than memory can be consumed piece by piece. A block is at
+    most a third of the budget, so a caller that keeps one block while the next
+    is formed stays within it (``tests/reliability/test_memory.py`` measures
+    this at an 8 GiB Gram matrix under a 1 GiB budget).
 
     Examples
     --------
@@ -259,7 +307,7 @@ def iter_gram_blocks(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", me
     memory_budget = resolve_budget(memory_budget)
     prob, _ = _setup(kernel, X, X if Z is None else Z, backend)
     n, m = prob.X.shape[0], prob.Z.shape[0]
-    plan = plan_blocks(n, m, n_features=prob.X.shape[1], itemsize=np.dtype(prob.dtype).itemsize,
+    plan = plan_blocks(n, m, n_features=prob.X.shape[1], itemsize=np.dtype(prob.work).itemsize,
                        memory_budget=memory_budget)
     for i0 in range(0, n, plan.block_rows):
         rows = slice(i0, min(i0 + plan.block_rows, n))
@@ -270,7 +318,7 @@ def iter_gram_blocks(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", me
                 blk = native_backend.gram(prob.kernel._native_spec(prob.params), np.ascontiguousarray(Xb),
                                           np.ascontiguousarray(Zb))
             elif prob.backend == "jax":
-                with jax_backend.x64_scope(prob.dtype):
+                with jax_backend.x64_scope(prob.work):
                     blk = jax_backend.gram(prob.kernel, prob.params, Xb, Zb, prob.n_features, memory_budget)
             else:
                 blk = numpy_backend.gram(prob.kernel, prob.params, Xb, Zb, prob.n_features, memory_budget)

@@ -2,16 +2,53 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
+import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
-from .._validation import check_data, check_scalar
+from .._validation import check_data, check_operand, check_scalar
 from ._gram import _check_kernel, gram, kernel_matvec
 
 __all__ = ["KernelOperator"]
 
 
-class KernelOperator(LinearOperator):
+class _CheckedProducts:
+    """Validates the operand of every public product of a :class:`LinearOperator` (mixin).
+
+    scipy's own checks say "dimension mismatch" without naming the operand and let complex or
+    object operands through to ``_matvec``; these raise first with a message naming ``x``.
+    """
+
+    def _check_x(self, x, rows, ndim, method):
+        """Validate the operand of a product before scipy sees it (see ``check_operand``)."""
+        if isinstance(x, LinearOperator) or sp.issparse(x) or (method == "dot" and isinstance(x, numbers.Number)):
+            return x
+        return check_operand(x, rows, ndim=ndim, method=method)
+
+    def matvec(self, x):
+        """``A @ x`` for x of shape (m,) or (m, 1), validated (see scipy's ``LinearOperator.matvec``)."""
+        return super().matvec(self._check_x(x, self.shape[1], (1, 2), "matvec"))
+
+    def rmatvec(self, x):
+        """``Aᵀ @ x`` for x of shape (n,) or (n, 1)."""
+        return super().rmatvec(self._check_x(x, self.shape[0], (1, 2), "rmatvec"))
+
+    def matmat(self, X):
+        """``A @ X`` for X of shape (m, k)."""
+        return super().matmat(self._check_x(X, self.shape[1], (2,), "matmat"))
+
+    def rmatmat(self, X):
+        """``Aᵀ @ X`` for X of shape (n, k)."""
+        return super().rmatmat(self._check_x(X, self.shape[0], (2,), "rmatmat"))
+
+    def dot(self, x):
+        """``A @ x`` for an array (1-D or 2-D), a scalar (scaled operator) or another LinearOperator."""
+        return super().dot(self._check_x(x, self.shape[1], (1, 2), "dot"))
+
+
+class KernelOperator(_CheckedProducts, LinearOperator):
     """``K(X, Z) + ridge * I`` as a matrix-free :class:`scipy.sparse.linalg.LinearOperator`.
 
     Products stream through :func:`ntkit.ops.kernel_matvec`, so scipy's

@@ -40,9 +40,11 @@ def _eig_of_gram(K, q, method, rng):
         k = min(s, q + 20)
         Q = rng.standard_normal((s, k)).astype(K.dtype)
         for _ in range(4):
-            Q, _ = np.linalg.qr(K @ Q)
+            KQ = K @ Q
+            with _linalg.one_blas_thread():  # threaded QR is not bit-reproducible (see ntkit._linalg)
+                Q, _ = np.linalg.qr(KQ)
         B = Q.T @ K @ Q
-        w, U = np.linalg.eigh((B + B.T) / 2)
+        w, U = _linalg.eigh((B + B.T) / 2)
         V = Q @ U
         w, V = w[-q:], V[:, -q:]
     else:

@@ -428,8 +428,9 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         L, _ = _linalg.cholesky(cacc.block(Z, Z).astype(np.float64), overwrite_a=True, stacklevel=4,
                                 rebuild=lambda: cacc.block(Z, Z).astype(np.float64),
                                 what="K(centers, centers) (duplicate centers?)")
-        G = scipy.linalg.solve_triangular(L.T, cacc.block(Z, Xs).astype(np.float64), lower=False, trans="T",
-                                          overwrite_b=True, check_finite=False)
+        G = cacc.block(Z, Xs).astype(np.float64)
+        with _linalg.one_blas_thread():  # bit-reproducible triangular solves (see ntkit._linalg)
+            G = scipy.linalg.solve_triangular(L.T, G, lower=False, trans="T", overwrite_b=True, check_finite=False)
         G /= np.sqrt(s)
         # top eigenpairs of G Gᵀ (p x p) from the small s x s Gram Gᵀ G: U = G W / σ
         k_max = min(s, p, 401) if n_eigen == "auto" else min(s, p, int(n_eigen) + 1)
@@ -451,7 +452,8 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         q, bs, lr, _ = eigenpro_parameters(lam, beta, n_eigen=ne, max_batch=max_batch, variant=3,
                                            batch_size=batch_size)
         c = 1.0 - lam[q - 1] / lam[: q - 1]
-        V = scipy.linalg.solve_triangular(L.T, U[:, : q - 1], lower=False, check_finite=False)
+        with _linalg.one_blas_thread():
+            V = scipy.linalg.solve_triangular(L.T, U[:, : q - 1], lower=False, check_finite=False)
         Vc = V * c
 
         def bind(y):

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validation import InvalidParameterError
+from .._validation import InvalidParameterError, check_scalar
 from ._sums import ModeSums
 from .profiles import Profile, as_profile
 
@@ -548,9 +548,11 @@ def risk_curve(eigenvalues, target_coeffs, n_samples, *, profile, noise=0.0, mod
     lam, c2 = _check_spectrum(eigenvalues, target_coeffs)
     N = _check_n(n_samples)
     prof = as_profile(profile)
-    if not np.isfinite(noise) or noise < 0:
-        raise InvalidParameterError(f"noise is the label-noise variance and must be finite and >= 0; got {noise!r}.")
-    noise = float(noise)
+    try:
+        noise = check_scalar(noise, "noise", "risk_curve", low=0.0)
+    except InvalidParameterError:
+        raise InvalidParameterError(
+            f"noise is the label-noise variance and must be finite and >= 0; got {noise!r}.") from None
     if model not in _MODELS:
         raise InvalidParameterError(f"model must be one of {_MODELS}; got {model!r}.")
     shape = prof.shape + (len(N),)

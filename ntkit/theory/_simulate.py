@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _linalg
-from .._validation import InvalidParameterError, check_int
+from .._validation import InvalidParameterError, check_int, check_scalar
 from ._risk import _check_n, _check_spectrum
 from .profiles import as_profile
 
@@ -114,8 +114,10 @@ def simulate_risk(eigenvalues, target_coeffs, n_samples, *, profile, noise=0.0, 
     n_trials = check_int(n_trials, "n_trials", "simulate_risk", low=2)
     if model not in ("gaussian", "translation_invariant"):
         raise InvalidParameterError(f"simulate_risk models are 'gaussian' and 'translation_invariant'; got {model!r}.")
-    if not np.isfinite(noise) or noise < 0:
-        raise InvalidParameterError(f"noise must be a finite variance >= 0; got {noise!r}.")
+    try:
+        noise = check_scalar(noise, "noise", "simulate_risk", low=0.0)
+    except InvalidParameterError:
+        raise InvalidParameterError(f"noise must be a finite variance >= 0; got {noise!r}.") from None
     if model == "translation_invariant":
         if frequencies is None:
             raise InvalidParameterError("model='translation_invariant' needs frequencies (one integer per eigenvalue).")

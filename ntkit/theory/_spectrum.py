@@ -15,7 +15,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import _linalg
-from .._validation import InvalidParameterError, check_int
+from .._validation import InvalidParameterError, check_array_arg, check_int
 
 __all__ = ["Spectrum", "estimate_spectrum"]
 
@@ -63,7 +63,9 @@ def estimate_spectrum(kernel, X, y, *, n_components=None, method="auto", random_
 
     if method not in ("auto", "dense", "nystrom"):
         raise InvalidParameterError(f"method must be 'auto', 'dense' or 'nystrom'; got {method!r}.")
+    check_array_arg(X, "X", ndim=tuple(range(1, 33)), finite=True)  # any rank: callables may take images
     X = np.asarray(X) if not hasattr(X, "shape") else X
+    check_array_arg(y, "y", ndim=(1, 2), finite=True)
     y = np.asarray(y, dtype=np.float64)
     n = X.shape[0]
     if y.shape[0] != n or y.ndim not in (1, 2):
@@ -94,16 +96,21 @@ def estimate_spectrum(kernel, X, y, *, n_components=None, method="auto", random_
     else:
         if kernel == "precomputed":
             raise InvalidParameterError("method='nystrom' needs a kernel, not a precomputed matrix.")
-        m = check_int(2000 if n_components is None else n_components, "n_components", "estimate_spectrum", low=1,
-                      high=n)
+        m = check_int(min(2000, n) if n_components is None else n_components, "n_components", "estimate_spectrum",
+                      low=1, high=n)
         rng = np.random.default_rng(random_state)
         Zi = np.sort(rng.choice(n, size=m, replace=False))
         Z = np.asarray(X[Zi])
         zacc = KernelAccess(kernel, Z, memory_budget=memory_budget, dtype=np.float64)
-        W = zacc.block(idx(np.arange(m)), idx(np.arange(m))).astype(np.float64)
-        W = 0.5 * (W + W.T)
-        W[np.diag_indices(m)] += 1e-10 * max(np.trace(W) / m, 1e-300)
-        L = _linalg.cholesky(W, overwrite_a=True, what="the Nyström landmarks' kernel matrix")[0]
+        def landmark_gram():
+            W = zacc.block(idx(np.arange(m)), idx(np.arange(m))).astype(np.float64)
+            W = 0.5 * (W + W.T)
+            W[np.diag_indices(m)] += 1e-10 * max(np.trace(W) / m, 1e-300)
+            return W
+
+        # factored in place; rebuild lets the factorisation retry with jitter (duplicate landmarks)
+        L = _linalg.cholesky(landmark_gram(), overwrite_a=True, rebuild=landmark_gram,
+                             what="the Nyström landmarks' kernel matrix")[0]
         CtC = np.zeros((m, m))
         Cty = np.zeros((m, y2.shape[1]))
         step = plan_blocks(n, m, n_features=int(np.prod(X.shape[1:])), n_targets=y2.shape[1],

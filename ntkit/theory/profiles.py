@@ -141,6 +141,8 @@ class Profile:
     def __call__(self, lam):
         """h(λ) with shape ``self.shape + np.shape(lam)``."""
         lam = np.asarray(lam)
+        if lam.dtype.kind not in "biufc":
+            raise TypeError(f"lam must be an array of real or complex numbers; got dtype {lam.dtype}.")
         if not self.params:
             return np.broadcast_to(self.func(lam), self.shape + lam.shape)
         ex = {k: v.reshape(self.shape + (1,) * lam.ndim) for k, v in self.params.items()}

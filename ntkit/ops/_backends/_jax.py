@@ -91,27 +91,49 @@ def _pad_rows(jnp, A, size):
     return A if extra == 0 else jnp.concatenate([A, jnp.zeros((extra,) + A.shape[1:], A.dtype)])
 
 
-def gram(kernel, params, X, Z, n_features, memory_budget):
+def gram(kernel, params, X, Z, n_features, memory_budget, *, to_numpy=False):
+    """K(X, Z) from jit-compiled blocks; ``Z=None`` means Z = X (then the diagonal is the kernel's exact one).
+
+    ``to_numpy=True`` (numpy in, numpy out) writes each block into one preallocated numpy
+    array, so the memory beyond the (n, m) result is one block's workspace, as planned from
+    ``memory_budget``. Otherwise (jax in, jax out) the result is concatenated from row
+    blocks: transiently the blocks and the result, twice the output.
+    """
     _, jnp = _jax()
     sym = Z is None
     Zs = X if sym else Z
     n, m = X.shape[0], Zs.shape[0]
     if n == 0 or m == 0:
-        return jnp.zeros((n, m), dtype=X.dtype)
+        return np.zeros((n, m), dtype=np.dtype(X.dtype)) if to_numpy else jnp.zeros((n, m), dtype=X.dtype)
     fn = _block_fn(_Key(kernel, kernel._static_key(params)), n_features)
     plan = plan_blocks(n, m, n_features=X.shape[1], itemsize=X.dtype.itemsize, memory_budget=memory_budget)
-    br = plan.block_rows
-    if plan.block_cols < m:  # very small budgets: columns too
-        rows = [jnp.concatenate([fn(X[i:i + br], Zs[j:j + plan.block_cols]) for j in range(0, m, plan.block_cols)], axis=1)
-                for i in range(0, n, br)]
-    else:
-        rows = [fn(_pad_rows(jnp, X[i:i + br], br), Zs)[: min(br, n - i)] for i in range(0, n, br)]
-    out = rows[0] if len(rows) == 1 else jnp.concatenate(rows, axis=0)
-    if sym:
-        sx = jnp.sum(X * X, axis=1)
-        idx = jnp.arange(n)
-        out = out.at[idx, idx].set(kernel._diag(jnp, sx, n_features, params).astype(out.dtype))
-    return out
+    br, bc = plan.block_rows, plan.block_cols
+    diag = kernel._diag(jnp, jnp.sum(X * X, axis=1), n_features, params).astype(X.dtype) if sym else None
+    if to_numpy:
+        out = np.empty((n, m), dtype=np.dtype(X.dtype))
+        for i in range(0, n, br):
+            if bc < m:  # very small budgets: columns too
+                for j in range(0, m, bc):
+                    out[i:i + br, j:j + bc] = np.asarray(fn(X[i:i + br], Zs[j:j + bc]))
+            else:
+                out[i:i + br] = np.asarray(fn(_pad_rows(jnp, X[i:i + br], br), Zs))[: min(br, n - i)]
+        if sym:
+            np.fill_diagonal(out, np.asarray(diag))
+        return out
+
+    def row_block(i):
+        e = min(i + br, n)
+        if bc < m:  # very small budgets: columns too
+            blk = jnp.concatenate([fn(X[i:e], Zs[j:j + bc]) for j in range(0, m, bc)], axis=1)
+        else:
+            blk = fn(_pad_rows(jnp, X[i:e], br), Zs)[: e - i]
+        if sym:  # the exact diagonal, set per row block (no extra copy of the whole result)
+            idx = jnp.arange(e - i)
+            blk = blk.at[idx, i + idx].set(diag[i:e])
+        return blk
+
+    rows = [row_block(i) for i in range(0, n, br)]
+    return rows[0] if len(rows) == 1 else jnp.concatenate(rows, axis=0)
 
 
 def matvec(kernel, params, X, Z, v, n_features, memory_budget):
