@@ -88,8 +88,8 @@ def kernel_matvec(kernel, X, Z, v, *, client=None, n_partitions=None, backend="a
     from ..ops import kernel_matvec as local_kmv
 
     if client is None:
-        return np.asarray(local_kmv(kernel, np.asarray(X), np.asarray(Z), np.asarray(v), backend=backend,
-                                    memory_budget=memory_budget))
+        return np.asarray(local_kmv(kernel, np.asarray(X), None if Z is None else np.asarray(Z), np.asarray(v),
+                                    backend=backend, memory_budget=memory_budget))
     _check_client(client)
     Z = np.asarray(Z)
     v = np.asarray(v)

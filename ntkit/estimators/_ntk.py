@@ -231,6 +231,8 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
     def predict(self, X):
         """The class with the largest score."""
         S = self.decision_function(X)
+        if len(self.classes_) == 1:  # one class seen in fit: every prediction is that class
+            return np.full(S.shape[0], self.classes_[0])
         if S.ndim == 1:
             return self.classes_[(S > 0).astype(int)]
         return self.classes_[np.argmax(S, axis=1)]

@@ -85,7 +85,8 @@ def eigenpro_parameters(eigenvalues, beta, *, n_eigen="auto", max_batch=None, al
         fits = [i + 1 for i in ok if beta / lam[i] <= max_batch]
         q = max(fits) if fits else 1
         q = min(q, max(1, k - 1)) if k > 1 else 1
-        q = max(q, min(2, k))
+        if k > 1 and lam[1] > 1e-12 * lam[0]:  # two levels at least, when the second is above round-off
+            q = max(q, 2)
     else:
         q = int(n_eigen)
     lam_q = lam[q - 1]

@@ -21,9 +21,15 @@ Oracle, for each case (see :func:`run_case`):
 Any other exception type (IndexError, ZeroDivisionError, AttributeError, LinAlgError, jax
 errors...), a non-finite result from finite input or a wrong shape fails the case.
 
+Environment: ``NTKIT_FUZZ_EXAMPLES`` (examples per entry point, default ``CI_EXAMPLES``, scaled by
+``Entry.weight``), ``NTKIT_FUZZ_RANDOM=1`` (fresh random examples instead of the derandomized CI
+ones), ``NTKIT_FUZZ_KNOWN=1`` (also draw the documented, unfixed failures of ``Entry.known`` /
+``Entry.known_errors``).
+
 Run ``python -m tests.reliability._fuzz campaign tests.reliability.test_bad_input --cases 2000``
-for a long campaign that records every distinct failure instead of stopping at the first;
-``python -m tests.reliability._fuzz replay MODULE 'CASE'`` re-runs one case in-process.
+for a long campaign that records every distinct failure instead of stopping at the first (and
+counts cases per entry point); ``python -m tests.reliability._fuzz replay MODULE 'CASE'`` re-runs
+one case in-process.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # ----------------------------------------------------------------------------- settings
 #: Examples per entry point in CI (scaled by ``Entry.weight``); ``NTKIT_FUZZ_EXAMPLES`` overrides.
-CI_EXAMPLES = 20
+CI_EXAMPLES = 30
 
 
 def n_examples(weight: float) -> int:
