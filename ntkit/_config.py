@@ -71,34 +71,29 @@ def parse_memory(value: Any, name: str = "memory_budget") -> int | None:
     return out
 
 
-def available_memory() -> int:
-    """Bytes of memory currently available (``MemAvailable`` on Linux), or 4 GiB when unknown."""
+def _meminfo(key: str, sysconf_pages: str, fallback: int) -> int:
+    """``key`` of ``/proc/meminfo`` in bytes, else ``sysconf`` pages, else ``fallback``."""
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        return int(os.sysconf(sysconf_pages) * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
-        return 4 * 1024**3
+        return fallback
+
+
+def available_memory() -> int:
+    """Bytes of memory currently available (``MemAvailable`` on Linux), or 4 GiB when unknown."""
+    return _meminfo("MemAvailable", "SC_AVPHYS_PAGES", 4 * 1024**3)
 
 
 def total_memory() -> int:
     """Bytes of physical memory (``MemTotal`` on Linux), or 16 GiB when unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 16 * 1024**3
+    return _meminfo("MemTotal", "SC_PHYS_PAGES", 16 * 1024**3)
 
 
 def default_memory_budget() -> int:

@@ -64,7 +64,6 @@ class _ShardedRows:
         self.dtype = np.dtype(dtype)
         self.budget = budget
         self._cache = (None, None)
-        self.steps = 0
 
     def __len__(self):
         return self.shape[0]
@@ -118,7 +117,6 @@ class _ShardedRows:
             Wx = ship(W)
             futs = [client.submit(_shard_grad, kernel, self.shards[j], y_parts[j], Zf, Wx, loc, with_y, dtype, budget,
                                   0, pure=False) for j, loc, _ in self._split(B)]
-            self.steps += 1
             return sum(client.gather(futs))
 
         def full_grad(W):

@@ -467,9 +467,9 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
 
             def step(W, B, lr):
                 if snap:  # r(W) − r(W_snap) + mean gradient: unbiased, and zero at the optimum
-                    g = grad(W - snap["W"], B, False).astype(np.float64) + (len(B) / n) * snap["G"]
+                    g = grad(W - snap["W"], B, False).astype(np.float64, copy=False) + (len(B) / n) * snap["G"]
                 else:
-                    g = grad(W, B, True).astype(np.float64)  # K_ZB r = K_ZZ θ₀
+                    g = grad(W, B, True).astype(np.float64, copy=False)  # K_ZB r = K_ZZ θ₀
                 if ridge:
                     g += (ridge * len(B) / n) * (L @ (L.T @ W.astype(np.float64)))
                 theta = _linalg.cho_solve(L, g)

@@ -46,22 +46,15 @@ from ntkit.ops import batched_gram, gram, kernel_matvec
 
 from tests.conftest import native_available
 
+from ._graphs import ring_plus_random
+
 NATIVE = native_available()
 needs_native = pytest.mark.skipif(not NATIVE, reason="ntkit_native not built")
 N_THREADS = 4
 
 
 def _graph(n=1500, seed=0):
-    import scipy.sparse as sp
-
-    rng = np.random.default_rng(seed)
-    i = np.arange(n)
-    rows = np.concatenate([i, i])
-    cols = np.concatenate([(i + 1) % n, rng.integers(0, n, size=n)])
-    W = sp.csr_matrix((rng.uniform(0.5, 1.5, size=2 * n), (rows, cols)), shape=(n, n))
-    W = (W + W.T).tocsr()
-    W.sort_indices()
-    return W
+    return ring_plus_random(n, seed)
 
 
 def _native_calls():

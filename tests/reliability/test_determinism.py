@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ._graphs import ring_plus_random
+
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 1234
 
@@ -61,14 +63,7 @@ THREAD_TOL: dict[str, tuple[float, str]] = {
 
 
 def _graph(n=400, seed=0):
-    import scipy.sparse as sp
-
-    rng = np.random.default_rng(seed)
-    i = np.arange(n)
-    rows = np.concatenate([i, i])
-    cols = np.concatenate([(i + 1) % n, rng.integers(0, n, size=n)])
-    W = sp.csr_matrix((rng.uniform(0.5, 1.5, size=2 * n), (rows, cols)), shape=(n, n))
-    return (W + W.T).tocsr()
+    return ring_plus_random(n, seed)
 
 
 def _compute(timings, seed=SEED):
