@@ -7,10 +7,11 @@ called by scipy, numpy and jax alike) segfaulted from n ≈ 16 000 up (``shared/
 baselines.md``; not reproduced with scipy 1.17.1 / OpenBLAS 0.3.30–0.3.31, but ntkit does not
 depend on that). :func:`cholesky` never hands LAPACK a factorisation larger than
 :data:`BLOCK`: above it, it runs a blocked left-looking Cholesky whose diagonal blocks go to
-``potrf`` and whose work is BLAS-3 products (GEMM, TRSM) of bounded width, with all BLAS threads
-(so it is about as fast as ``dpotrf`` would have been). LAPACK itself always runs on one BLAS
-thread (:func:`one_blas_thread`): that also makes every factorisation bit-reproducible, which
-OpenBLAS's threaded LAPACK is not.
+``potrf`` and whose work is BLAS-3 products (GEMM, TRSM) of bounded width, spread over all BLAS
+threads in fixed tiles (:func:`ntkit._blas.matmul`; so it is about as fast as ``dpotrf`` would
+have been). LAPACK itself always runs on one BLAS thread (:func:`one_blas_thread`): that makes
+every factorisation bit-reproducible, at any thread count, which OpenBLAS's threaded LAPACK is
+not.
 
 **Trouble.** A kernel matrix that is positive definite in exact arithmetic can fail to factor
 (duplicate points, a lengthscale much longer than the data's spread, float32, an empirical NTK's
@@ -27,6 +28,8 @@ import warnings
 
 import numpy as np
 import scipy.linalg
+
+from ._blas import matmul, one_blas_thread
 
 __all__ = ["NumericalWarning", "one_blas_thread", "aligned_copy", "cholesky", "cho_solve", "solve_psd", "eigh",
            "clip_psd", "report_negative", "BLOCK", "MAX_JITTER"]
@@ -57,22 +60,6 @@ def aligned_copy(A, order="F", align=64):
     out = raw[off:off + A.size * itemsize].view(A.dtype).reshape(A.shape, order=order)
     out[...] = A
     return out
-
-
-def one_blas_thread():
-    """A context in which BLAS/LAPACK run on one thread.
-
-    OpenBLAS's threaded LAPACK routines (``potrf``, ``syevr``, ``geqrf``...) split their work by
-    which threads are free at the moment, so their last bits change from call to call (measured:
-    the same 300 × 300 ``dpotrf`` gives different factors before and after an OpenMP kernel
-    ran). Single-threaded LAPACK is deterministic and thread-count independent; ntkit keeps
-    LAPACK calls small (blocks, subsamples) and lets the bulk run in GEMM, which is
-    reproducible from call to call at a fixed thread count (its last bits can change with the
-    number of threads for some shapes, a property of OpenBLAS's kernels).
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _potrf(D):
@@ -125,7 +112,7 @@ def _factor_inplace(A, block):
     for j0 in range(0, n, block):
         j1 = min(n, j0 + block)
         if j0:
-            A[j0:, j0:j1] -= A[j0:, :j0] @ A[j0:j1, :j0].T
+            A[j0:, j0:j1] -= matmul(A[j0:, :j0], A[j0:j1, :j0].T)
         Ld, info = _potrf(A[j0:j1, j0:j1])
         if info:
             return j0 + int(info)
@@ -287,4 +274,4 @@ def clip_psd(A, *, what="the kernel matrix", tol=None, stacklevel=2):
     w, U = eigh(0.5 * (A + A.T), overwrite_a=True)
     report_negative(w, what=what, tol=tol, dtype=A.dtype, stacklevel=stacklevel + 1)
     w = np.where(w < 0, 0.0, w).astype(A.dtype)
-    return (U * w) @ U.T, w, U
+    return matmul(U * w, U.T), w, U

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import matmul
 from .._config import resolve_budget
 from .._validation import check_data
 from ._ops import _check_client
@@ -43,8 +44,8 @@ def _shard_grad(kernel, Xb, yb, Z, W, rows, with_y, dtype, budget, block):
     G = np.zeros(W.shape, np.float64)
     for r in chunks:
         Kbz = acc.block(np.asarray(Xb[r], dtype=dtype), Z)
-        res = Kbz @ W - yb[r] if with_y else Kbz @ W
-        G += Kbz.T @ res
+        res = matmul(Kbz, W) - yb[r] if with_y else matmul(Kbz, W)
+        G += matmul(Kbz.T, res)
     return G
 
 

@@ -11,9 +11,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import _linalg
+from .._blas import matmul
 from .._leverage import _gram
-from .._validation import InvalidParameterError, check_option, check_scalar
+from .._validation import InvalidParameterError, check_array_arg, check_option, check_scalar
 from ..kernels import Kernel, ReluNTK
+from ._eigenpro import _check_xy
 
 __all__ = ["NTKRegressor", "NTKClassifier", "EmpiricalNTKKernel"]
 
@@ -43,14 +45,26 @@ class EmpiricalNTKKernel:
         if self.kind not in ("trace", "sum_logits"):
             raise InvalidParameterError(f"EmpiricalNTKKernel kind must be 'trace' or 'sum_logits' (a scalar kernel); "
                                         f"got {self.kind!r}.")
+        # named checks (empirical_ntk's own messages would call these x1 / x2)
+        for name, V in (("A", A), ("B", B)):
+            if V is not None:
+                check_array_arg(V, name, ndim=tuple(range(2, 8)), finite=True)
         A = np.asarray(A, dtype=np.float32) if np.asarray(A).dtype != np.float64 else np.asarray(A)
         B = None if B is None else (np.asarray(B, dtype=A.dtype))
-        return np.asarray(empirical_ntk(self.apply_fn, self.params, A, B, kind=self.kind, normalize=self.normalize,
-                                        batch_size=self.batch_size, memory_budget=self.memory_budget),
-                          dtype=np.float64)
+        if B is not None and A.shape[1:] != B.shape[1:]:
+            raise ValueError(f"A and B must have the same per-example shape; got A of shape {A.shape} and B of "
+                             f"shape {B.shape}.")
+        try:
+            K = empirical_ntk(self.apply_fn, self.params, A, B, kind=self.kind, normalize=self.normalize,
+                              batch_size=self.batch_size, memory_budget=self.memory_budget)
+        except (ValueError, TypeError) as e:  # empirical_ntk calls them x1 / x2
+            shapes = f"A of shape {A.shape}" + ("" if B is None else f" and B of shape {B.shape}")
+            raise type(e)(f"EmpiricalNTKKernel: the rows of A and B are the model's inputs ({shapes}): {e}") from e
+        return np.asarray(K, dtype=np.float64)
 
     def diag(self, A):
         """``k(a, a)`` for each row (small diagonal blocks)."""
+        check_array_arg(A, "A", ndim=tuple(range(2, 8)), finite=True)
         A = np.asarray(A)
         return np.concatenate([np.diag(self(A[i:i + 128])) for i in range(0, len(A), 128)]) if len(A) else \
             np.zeros(0)
@@ -134,6 +148,7 @@ class _NTKBase(BaseEstimator):
 
     def _decision(self, X):
         check_is_fitted(self, "dual_coef_")
+        check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         X64 = X.astype(np.float64, copy=False)
         if isinstance(self.kernel_, Kernel):
@@ -142,7 +157,7 @@ class _NTKBase(BaseEstimator):
             out = np.asarray(kernel_matvec(self.kernel_, X64, self.X_fit_, self.dual_coef_,
                                            memory_budget=self.memory_budget))
         else:
-            out = _gram(self.kernel_, X64, self.X_fit_) @ self.dual_coef_
+            out = matmul(_gram(self.kernel_, X64, self.X_fit_), self.dual_coef_)
         return out.astype(X.dtype, copy=False)
 
 
@@ -182,6 +197,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
 
     def fit(self, X, y):
         """Solve for the dual coefficients on (X, y)."""
+        _check_xy(X, y, (1, 2))
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, multi_output=True)
         Y = np.asarray(y, dtype=np.float64)
         self._y_1d = Y.ndim == 1
@@ -216,6 +232,7 @@ class NTKClassifier(ClassifierMixin, _NTKBase):
 
     def fit(self, X, y):
         """Fit one-vs-rest ±1 targets."""
+        _check_xy(X, y, (1, 2), labels=True)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self._lb = LabelBinarizer(neg_label=-1, pos_label=1)

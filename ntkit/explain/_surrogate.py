@@ -9,6 +9,7 @@ import scipy.optimize
 import scipy.stats
 
 from .. import _linalg
+from .._blas import matmul
 from .._validation import InvalidParameterError, check_scalar
 
 __all__ = ["NTKSurrogate", "Fidelity", "Attribution"]
@@ -260,10 +261,10 @@ class NTKSurrogate:
             T = P_target  # (n, O)
 
             def scores(W, b):
-                return (Phi @ W).reshape(n, O) + b
+                return matmul(Phi, W).reshape(n, O) + b
         else:
             def scores(W, b):
-                return Phi @ W + b
+                return matmul(Phi, W) + b
 
         cols = 1 if full else O
 
@@ -275,7 +276,7 @@ class NTKSurrogate:
             logp = Sc - np.log(np.exp(Sc).sum(axis=1, keepdims=True))
             loss = -np.sum(P_target * logp) / n + 0.5 * lam * np.sum(W * W)
             G = (np.exp(logp) - P_target) / n
-            gW = Phi.T @ (G.reshape(-1, 1) if full else G) + lam * W
+            gW = matmul(Phi.T, G.reshape(-1, 1) if full else G) + lam * W
             return loss, np.concatenate([gW.reshape(-1), G.sum(axis=0)])
 
         x0 = np.zeros(r * cols + O)
@@ -283,7 +284,7 @@ class NTKSurrogate:
                                       options={"maxiter": 5000, "gtol": 1e-7, "ftol": 1e-13})
         self.optimizer_result_ = res
         W = res.x[: r * cols].reshape(r, cols)
-        A = U @ (W / np.sqrt(w)[:, None])
+        A = matmul(U, W / np.sqrt(w)[:, None])
         if full:
             A = A.reshape(n, O)
         return A, res.x[r * cols:]
@@ -320,8 +321,8 @@ class NTKSurrogate:
             out[:, self.svm_.classes_] = d if d.ndim == 2 else d[:, None]
             return np.where(np.isfinite(out), out, np.min(d) - 1.0)
         if self.kind == "full":
-            return (Kx @ self.dual_coef_.reshape(-1)).reshape(n, O) + self.intercept_
-        return Kx @ self.dual_coef_ + self.intercept_
+            return matmul(Kx, self.dual_coef_.reshape(-1)).reshape(n, O) + self.intercept_
+        return matmul(Kx, self.dual_coef_) + self.intercept_
 
     def predict(self, X):
         return np.argmax(self.decision_function(X), axis=1)

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._blas import matmul
 from .._validation import InvalidParameterError, check_array_arg, check_int, check_scalar
 
 __all__ = ["RandomFeatureBase", "check_lengthscale", "orthogonal_directions", "seed_from"]
@@ -86,7 +87,7 @@ class RandomFeatureBase(TransformerMixin, BaseEstimator):
             check_is_fitted(self)
             check_array_arg(Z, "Z", ndim=2, min_rows=1, n_features=self.n_features_in_, finite=True)
         G = F if Z is None else self.transform(Z)
-        return F @ G.T
+        return matmul(F, G.T)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -10,6 +10,7 @@ import scipy.sparse.linalg
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from .._blas import matmul
 from .._leverage import _gram
 from .._validation import check_data
 
@@ -70,7 +71,7 @@ def approximation_error(transformer, kernel, X):
     if not np.any(K):  # relative errors of an all-zero kernel matrix are 0/0
         raise ValueError(f"the kernel matrix K(X, X) is identically zero on X (shape {X.shape}), so relative errors "
                          "are undefined; pass points where the kernel does not vanish.")
-    E = K - F @ F.T
+    E = K - matmul(F, F.T)
     E = 0.5 * (E + E.T)
     spec_E, spec_K = _spectral_norm(E), _spectral_norm(K)
     return ApproximationError(float(np.linalg.norm(E) / np.linalg.norm(K)), float(spec_E / spec_K),

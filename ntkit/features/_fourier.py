@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from .._blas import matmul
 from .._validation import InvalidParameterError, check_option
 from ._base import RandomFeatureBase, check_lengthscale, orthogonal_directions
 
@@ -223,7 +224,7 @@ class RandomFourierFeatures(RandomFeatureBase):
             P = _hadamard_blocks(Xs, self.signs_)[:, : self.n_frequencies_]
             P *= self.radii_.astype(X.dtype)
             return P
-        return Xs @ self._frequencies.T.astype(X.dtype)
+        return matmul(Xs, self._frequencies.T.astype(X.dtype))
 
     def _map(self, X):
         P = self._project(X)

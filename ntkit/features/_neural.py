@@ -26,6 +26,7 @@ import math
 import numpy as np
 import scipy.sparse
 
+from .._blas import matmul
 from .._validation import InvalidParameterError, check_int, check_scalar
 from ._base import RandomFeatureBase
 
@@ -84,7 +85,7 @@ class ArcCosineFeatures(RandomFeatureBase):
     def _map(self, X):
         F = X
         for W in self.weights_:
-            F = _activate(F @ W.T.astype(X.dtype), self.order_)
+            F = _activate(matmul(F, W.T.astype(X.dtype)), self.order_)
             F *= X.dtype.type(math.sqrt(2.0 / W.shape[0]))
         return F
 
@@ -175,7 +176,7 @@ class NTKRandomFeatures(RandomFeatureBase):
         psi = phi
         for W, C1, C2 in self.layers_:
             m = W.shape[0]
-            G = phi @ W.T
+            G = matmul(phi, W.T)
             relu = np.maximum(G, 0.0) * (1.0 / math.sqrt(m))
             step = (G > 0).astype(np.float64) * (1.0 / math.sqrt(m))
             phi = np.hstack([w * relu, self._bias_col(n)])

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.utils.validation import validate_data
 
 from .. import _linalg
+from .._blas import matmul
 from .._leverage import _gram, recursive_rls
 from .._validation import InvalidParameterError, check_array_arg, check_option, check_scalar
 from ..kernels import RBF
@@ -127,5 +128,5 @@ class Nystroem(RandomFeatureBase):
         L = self._landmarks
         for i in range(0, X.shape[0], plan.block_rows):
             Xi = X[i:i + plan.block_rows].astype(np.float64)
-            out[i:i + len(Xi)] = _gram(self.kernel_, Xi, L) @ self.normalization_
+            out[i:i + len(Xi)] = matmul(_gram(self.kernel_, Xi, L), self.normalization_)
         return out

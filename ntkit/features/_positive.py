@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from .._blas import matmul
 from .._validation import check_option
 from ._base import RandomFeatureBase, check_lengthscale, orthogonal_directions
 
@@ -81,7 +82,7 @@ class PositiveRandomFeatures(RandomFeatureBase):
 
     def _map(self, X):
         Xs = (X.astype(np.float64) - self.center_) / self.lengthscale_
-        P = Xs @ self.weights_.T
+        P = matmul(Xs, self.weights_.T)
         sq = np.einsum("ij,ij->i", Xs, Xs)
         shift = 0.5 * sq if self.kernel_ == "softmax" else sq
         m = P.shape[1]

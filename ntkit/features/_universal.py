@@ -31,6 +31,7 @@ import math
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._blas import matmul
 from .._validation import (InvalidParameterError, check_array_arg, check_int, check_option, check_same_rows,
                            check_scalar)
 from ._base import RandomFeatureBase, seed_from
@@ -206,9 +207,9 @@ class UniversalRandomFeatures(RandomFeatureBase):
     def _features(self, Z, weights_side):
         Z = np.asarray(Z, dtype=np.float64)
         if self.kind_ == "positive":
-            E = Z @ self.gauss_.T - 0.5 * np.einsum("ij,ij->i", Z, Z)[:, None]
+            E = matmul(Z, self.gauss_.T) - 0.5 * np.einsum("ij,ij->i", Z, Z)[:, None]
             return np.exp(E) / math.sqrt(self.gauss_.shape[0])
-        P = Z @ self.rademacher_.T if len(self.rademacher_) else np.zeros((len(Z), 0))
+        P = matmul(Z, self.rademacher_.T) if len(self.rademacher_) else np.zeros((len(Z), 0))
         out = np.empty((len(Z), len(self.degrees_)))
         # product of the N_j projections of each feature j (segments of the Rademacher rows)
         logabs = np.log(np.abs(P) + 1e-300)
@@ -266,7 +267,7 @@ class UniversalRandomFeatures(RandomFeatureBase):
         Xa = np.hstack([np.asarray(X, dtype=np.float64), np.ones((len(X), 1))])
         urf = cls(activation, n_components=n_components, **kwargs).fit(Xa, weights=Wb)
         Psi = urf.transform_weights(Wb)  # (m, D)
-        M = Psi.T if V is None else Psi.T @ np.asarray(V, dtype=np.float64).T
+        M = Psi.T if V is None else matmul(Psi.T, np.asarray(V, dtype=np.float64).T)
         return LayerKernelForm(urf, M)
 
 
@@ -282,4 +283,4 @@ class LayerKernelForm:
         """The layer's outputs ``φ([X, 1]) @ M``, shape (n_samples, n_outputs)."""
         check_array_arg(X, "X", ndim=2, min_rows=1, n_features=self.features.n_features_in_ - 1, finite=True)
         X = np.asarray(X, dtype=np.float64)
-        return self.features.transform(np.hstack([X, np.ones((len(X), 1))])) @ self.M
+        return matmul(self.features.transform(np.hstack([X, np.ones((len(X), 1))])), self.M)

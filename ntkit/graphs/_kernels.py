@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import _linalg
+from .._blas import matmul
 from .._validation import InvalidParameterError, check_int
 
 __all__ = ["NAMED_KERNELS", "alpha_coefficients", "modulation", "deconvolve", "normalized_adjacency",
@@ -209,4 +210,4 @@ def exact_graph_kernel(adjacency, kernel="regularized_laplacian", *, sigma=0.5, 
             alpha = np.asarray(kernel, dtype=np.float64)
             deconvolve(alpha)  # validates
         vals = np.polynomial.polynomial.polyval(lam, alpha)
-    return (V * vals) @ V.T
+    return matmul(V * vals, V.T)

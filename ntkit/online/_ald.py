@@ -45,6 +45,7 @@ import numpy as np
 from scipy.linalg.blas import dsymv, dsyr, dsyrk
 from scipy.linalg.lapack import dpotrf, dpotri
 
+from .._blas import matmul
 from .._leverage import OnlineRLSDictionary
 from ..ops import gram
 from ._common import (
@@ -119,7 +120,7 @@ def ald_features(dictionary, kernel, X, k_XX, alphas, budget=None):
         F[j, m] = s
         if j + 1 < n:
             k_rj = np.asarray(gram(kernel, X[j + 1:], X[j:j + 1]), dtype=np.float64)[:, 0]
-            col = (k_rj - F[j + 1:, :m] @ a) / s
+            col = (k_rj - matmul(F[j + 1:, :m], a)) / s
             F[j + 1:, m] = col
             delta[j + 1:] = np.clip(delta[j + 1:] - col * col, 0.0, None)
         delta[j] = 0.0
@@ -251,7 +252,7 @@ def aogd_ald(kernel, *, U="auto", threshold="auto", horizon=None, budget=None):
         Xf = np.asarray(X, dtype=np.float64)
         out = np.empty(Xf.shape[0])
         for sl in chunks(Xf.shape[0], 4096):
-            out[sl] = state.theta @ _ald_features_for_query(state.dictionary, kernel, Xf[sl])
+            out[sl] = matmul(state.theta, _ald_features_for_query(state.dictionary, kernel, Xf[sl]))
         return out.astype(out_dtype(X), copy=False)
 
     return OnlineLearner(init, update, predict, "AOGD-ALD")
@@ -439,7 +440,7 @@ def nons_ald(kernel, *, C="auto", eta="auto", ridge=1.0, threshold="auto", horiz
         Ct = bound(C, state.y_scale)
         out = np.empty(Xf.shape[0])
         for sl in chunks(Xf.shape[0], 4096):
-            out[sl] = np.clip(state.v @ _ald_features_for_query(state.dictionary, kernel, Xf[sl]), -Ct, Ct)
+            out[sl] = np.clip(matmul(state.v, _ald_features_for_query(state.dictionary, kernel, Xf[sl])), -Ct, Ct)
         return out.astype(out_dtype(X), copy=False)
 
     return OnlineLearner(init, update, predict, "NONS-ALD")

@@ -36,6 +36,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .._blas import matmul
 from .._validation import InvalidParameterError, check_scalar
 from ..ops import gram, kernel_matvec
 from ._common import (
@@ -192,7 +193,7 @@ def _update_unbudgeted(state, X, y, kernel, U, lr, _budget):
         # active; doing it lazily keeps that O(1) and keeps old coefficients from decaying into the
         # subnormal range (where each multiply costs ~100×; they are flushed to 0 instead).
         m0 = pts.n
-        base = K[:, :m0] @ coef if m0 else np.zeros(n)
+        base = matmul(K[:, :m0], coef) if m0 else np.zeros(n)
         c_old = coef
         c_new = np.zeros(n)
         scale = 1.0

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.base import clone
 
+from .._blas import matmul
 from .._validation import check_array_arg, check_int, check_same_rows, check_scalar
 
 __all__ = ["regret_curve", "RegretCurve"]
@@ -67,7 +68,7 @@ def _krr_comparator(kernel, X, y, ridge, n_centers, max_exact, random_state):
 
         K = np.asarray(gram(kernel, X), dtype=np.float64)
         alpha = _linalg.solve_psd(K + ridge * np.eye(n), y, what="the comparator's kernel matrix plus ridge")
-        return K @ alpha, f"KRR (ridge {ridge:g}, exact)"
+        return matmul(K, alpha), f"KRR (ridge {ridge:g}, exact)"
     from ..solvers import nystrom_pcg
 
     m = min(n_centers, n)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import matmul
 from .._config import resolve_budget
 from .._validation import InvalidParameterError
 from ..kernels import Kernel
@@ -65,15 +66,15 @@ class KernelAccess:
     def matvec(self, A, B, v):
         """K(A, B) @ v without storing K(A, B) beyond a budget-sized block."""
         if self.precomputed:
-            return self.block(A, B) @ v if len(A.idx) * len(B.idx) * 8 < self.budget else \
-                np.concatenate([self.block(_Idx(A.idx[s:s + 1024]), B) @ v for s in range(0, len(A.idx), 1024)])
+            return matmul(self.block(A, B), v) if len(A.idx) * len(B.idx) * 8 < self.budget else \
+                np.concatenate([matmul(self.block(_Idx(A.idx[s:s + 1024]), B), v) for s in range(0, len(A.idx), 1024)])
         a, b = self._data(A), self._data(B)
         if self.is_ntkit:
             from ..ops import kernel_matvec
 
             return np.asarray(kernel_matvec(self.kernel, a, b, v, memory_budget=self.budget), dtype=self.dtype)
         rows = max(1, int(self.budget // (4 * max(1, len(b)) * self.dtype.itemsize)))
-        return np.concatenate([self._callable_block(a[s:s + rows], b) @ v for s in range(0, len(a), rows)])
+        return np.concatenate([matmul(self._callable_block(a[s:s + rows], b), v) for s in range(0, len(a), rows)])
 
     def diag_max(self, A):
         """max_i k(x_i, x_i) over the points A (β in EigenPro)."""

@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _linalg
+from .._blas import matmul
 from .._validation import InvalidParameterError, check_int
 from ._access import KernelAccess, idx
 
@@ -40,12 +41,12 @@ def _eig_of_gram(K, q, method, rng):
         k = min(s, q + 20)
         Q = rng.standard_normal((s, k)).astype(K.dtype)
         for _ in range(4):
-            KQ = K @ Q
+            KQ = matmul(K, Q)
             with _linalg.one_blas_thread():  # threaded QR is not bit-reproducible (see ntkit._linalg)
                 Q, _ = np.linalg.qr(KQ)
-        B = Q.T @ K @ Q
+        B = matmul(Q.T, matmul(K, Q))
         w, U = _linalg.eigh((B + B.T) / 2)
-        V = Q @ U
+        V = matmul(Q, U)
         w, V = w[-q:], V[:, -q:]
     else:
         raise InvalidParameterError(f"method must be 'auto', 'eigh' or 'randomized'; got {method!r}.")

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import _linalg
+from .._blas import matmul
 from .._config import _config, resolve_budget
 from .._validation import InvalidParameterError, check_data, check_int, check_scalar
 from ._access import KernelAccess, idx
@@ -65,7 +66,8 @@ def eigenpro_parameters(eigenvalues, beta, *, n_eigen="auto", max_batch=None, al
                         variant=2):
     """EigenPro's analytic choices from a spectrum: ``(q, batch_size, learning_rate, lam_top)``.
 
-    ``eigenvalues`` (descending) of K/n (Nyström estimate), ``beta = max k(x, x)``.
+    ``eigenvalues`` (descending, non-negative, the first positive) of K/n (Nyström estimate),
+    ``beta = max k(x, x)`` (positive).
     ``q`` ("auto"): the largest level whose critical batch ``beta / λ_q`` fits ``max_batch``
     (at least 2 when possible). After preconditioning at level q the top eigenvalue is
     ``λ* = λ_1 (λ_q / λ_1)^α``; the critical batch size is ``m* = beta / λ*``.
@@ -73,12 +75,51 @@ def eigenpro_parameters(eigenvalues, beta, *, n_eigen="auto", max_batch=None, al
     when the batch is below m* + 1, else ``0.99 · 2 / (beta + (batch − 1) λ*)``.
     EigenPro 3: ``batch = min(int(beta / λ_q), max_batch)``, step per example ``1 / (2 beta)``
     (``1 / (beta + (batch − 1) λ_q)`` for a user batch above ``beta / λ_q``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> q, bs, lr, top = eigenpro_parameters(np.array([1.0, 0.1, 0.01, 0.001]), beta=1.0, max_batch=64)
+    >>> q, bs, round(lr, 4)
+    (2, 9, 1.0)
     """
+    owner = "eigenpro_parameters"
+    lam = np.asarray(eigenvalues)
+    if lam.dtype.kind not in "fiu":
+        raise InvalidParameterError(f"eigenvalues must be a 1-D array of real numbers; got dtype {lam.dtype}.")
+    lam = lam.astype(np.float64)
+    if lam.ndim != 1 or lam.size == 0:
+        raise InvalidParameterError(f"eigenvalues must be a non-empty 1-D array; got shape {lam.shape}.")
+    if not np.isfinite(lam).all():
+        raise InvalidParameterError("eigenvalues contain NaN or infinity.")
+    if lam[0] <= 0 or lam.min() < 0:
+        raise InvalidParameterError(f"eigenvalues must be non-negative with a positive first (largest) one; got "
+                                    f"first {lam[0]:.3g}, smallest {lam.min():.3g}. Clip round-off negatives to 0.")
+    if np.any(np.diff(lam) > 0):
+        raise InvalidParameterError("eigenvalues must be sorted in descending order; pass np.sort(eigenvalues)[::-1].")
+    beta = check_scalar(beta, "beta", owner, low=0.0, closed="neither")
+    if not (isinstance(n_eigen, str) and n_eigen == "auto"):
+        n_eigen = check_int(n_eigen, "n_eigen", owner, low=1, high=len(lam))
+    if max_batch is not None:
+        max_batch = check_int(max_batch, "max_batch", owner, low=1)
+    alpha = check_scalar(alpha, "alpha", owner, low=0.0, high=1.0, closed="right")
+    if not (isinstance(batch_size, str) and batch_size == "auto"):
+        batch_size = check_int(batch_size, "batch_size", owner, low=1)
+    if variant not in (2, 3) or isinstance(variant, bool):
+        raise InvalidParameterError(f"variant must be 2 or 3 (EigenPro 2 or 3); got {variant!r}.")
+    return _parameters(lam, beta, n_eigen=n_eigen, max_batch=max_batch, alpha=alpha, batch_size=batch_size,
+                       variant=variant)
+
+
+def _parameters(eigenvalues, beta, *, n_eigen="auto", max_batch=None, alpha=ALPHA_EP2, batch_size="auto", variant=2):
+    """:func:`eigenpro_parameters` without its argument checks, for the solvers' own spectra (their
+    messages speak of the kernel, which is what a bad spectrum there comes from)."""
     lam = np.asarray(eigenvalues, dtype=np.float64)
     k = len(lam)
     if not np.isfinite(beta) or beta <= 0 or not np.all(np.isfinite(lam)):
-        raise ValueError(f"the kernel's scale gives max k(x, x) = {beta!r} and eigenvalues {lam[:3]}...; EigenPro "
-                         "needs a finite positive kernel scale (rescale the kernel or the data).")
+        raise ValueError(f"the kernel on the training data X gives max k(x, x) = {beta!r} and eigenvalues "
+                         f"{lam[:3]}...; EigenPro needs a finite positive kernel scale on X (an all-zero X with a "
+                         "dot-product kernel has k(x, x) = 0): rescale the kernel or X.")
     max_batch = int(max_batch) if max_batch is not None else 10**9
     if n_eigen == "auto":
         ok = np.nonzero(lam > 0)[0]
@@ -93,6 +134,7 @@ def eigenpro_parameters(eigenvalues, beta, *, n_eigen="auto", max_batch=None, al
     if lam_q <= 0:
         raise ValueError("the subsample's kernel matrix has non-positive eigenvalues at the preconditioning level; "
                          "use fewer eigenvalues (n_eigen) or check that the kernel is positive definite.")
+    q = int(q)
     if variant == 3:
         lam_top = lam_q
         bs = max(1, min(int(beta / lam_q), max_batch)) if batch_size == "auto" else int(batch_size)
@@ -131,7 +173,7 @@ def _preconditioner(acc, points, n_total, s, n_eigen, max_batch, alpha, ridge, r
     beta = acc.diag_max(idx(S)) if not isinstance(points, _Data) else acc.diag_max(points.at(S))
     lam_eff = lam + ridge / n_total
     beta_eff = beta + ridge
-    q, bs, lr, lam_top = eigenpro_parameters(lam_eff, beta_eff, n_eigen=n_eigen if n_eigen == "auto" else
+    q, bs, lr, lam_top = _parameters(lam_eff, beta_eff, n_eigen=n_eigen if n_eigen == "auto" else
                                              min(int(n_eigen), len(lam)), max_batch=max_batch, alpha=alpha,
                                              batch_size=batch_size, variant=variant)
     lam_q = lam_eff[q - 1]
@@ -393,7 +435,7 @@ def _ep2_stepper(acc, X, y, pc, ridge, n):
         W[B] -= lr * g
         if ED is not None:
             Ksb = acc.block(S, idx(B))
-            W[pc.S] += lr * (ED @ (pc.E.T @ (Ksb @ g)))
+            W[pc.S] += lr * matmul(ED, matmul(pc.E.T, matmul(Ksb, g)))
 
     return step
 
@@ -426,16 +468,21 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         Xs = np.asarray(X[S], dtype=dtype)
         beta = acc.diag_max(Xs) + ridge / n  # the ridge adds ridge/n per example in the centre coordinates
         # crash-safe at any p; jitter with a NumericalWarning when the centers make K_ZZ singular
-        L, _ = _linalg.cholesky(cacc.block(Z, Z).astype(np.float64), overwrite_a=True, stacklevel=4,
-                                rebuild=lambda: cacc.block(Z, Z).astype(np.float64),
-                                what="K(centers, centers) (duplicate centers?)")
+        try:
+            L, _ = _linalg.cholesky(cacc.block(Z, Z).astype(np.float64), overwrite_a=True, stacklevel=4,
+                                    rebuild=lambda: cacc.block(Z, Z).astype(np.float64),
+                                    what="K(centers, centers) (duplicate centers?)")
+        except np.linalg.LinAlgError as e:
+            raise ValueError(f"EigenPro 3 projects onto the span of the centers, but {e} (the kernel is zero or not "
+                             "positive semi-definite on centers: e.g. all-zero centers with a dot-product kernel)") \
+                from None
         G = cacc.block(Z, Xs).astype(np.float64)
         with _linalg.one_blas_thread():  # bit-reproducible triangular solves (see ntkit._linalg)
             G = scipy.linalg.solve_triangular(L.T, G, lower=False, trans="T", overwrite_b=True, check_finite=False)
         G /= np.sqrt(s)
         # top eigenpairs of G Gᵀ (p x p) from the small s x s Gram Gᵀ G: U = G W / σ
         k_max = min(s, p, 401) if n_eigen == "auto" else min(s, p, int(n_eigen) + 1)
-        M = G.T @ G
+        M = matmul(G.T, G)
         w, Wv = _linalg.eigh(M, subset_by_index=[M.shape[0] - k_max, M.shape[0] - 1], overwrite_a=True)
         del M
         order = np.argsort(w)[::-1]
@@ -443,14 +490,14 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         pos = w > 1e-14 * max(w[0], 1e-300)
         w, Wv = w[pos], Wv[:, pos]
         if len(w) == 0:
-            raise ValueError("the kernel between the centers and the data subsample is zero to working precision; "
-                             "check the kernel's lengthscale against the data scale.")
-        U = (G @ Wv) / np.sqrt(w)
+            raise ValueError("the kernel between the centers and the training data X (a subsample) is zero to "
+                             "working precision; check the kernel's lengthscale against the scale of X and centers.")
+        U = matmul(G, Wv) / np.sqrt(w)
         del G
         lam = w + ridge / n
         k = len(lam)
         ne = n_eigen if n_eigen == "auto" else min(int(n_eigen), k)
-        q, bs, lr, _ = eigenpro_parameters(lam, beta, n_eigen=ne, max_batch=max_batch, variant=3,
+        q, bs, lr, _ = _parameters(lam, beta, n_eigen=ne, max_batch=max_batch, variant=3,
                                            batch_size=batch_size)
         c = 1.0 - lam[q - 1] / lam[: q - 1]
         with _linalg.one_blas_thread():
@@ -471,10 +518,10 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
                 else:
                     g = grad(W, B, True).astype(np.float64, copy=False)  # K_ZB r = K_ZZ θ₀
                 if ridge:
-                    g += (ridge * len(B) / n) * (L @ (L.T @ W.astype(np.float64)))
+                    g += (ridge * len(B) / n) * matmul(L, matmul(L.T, W.astype(np.float64)))
                 theta = _linalg.cho_solve(L, g)
                 if q > 1:
-                    theta -= Vc @ (V.T @ g)
+                    theta -= matmul(Vc, matmul(V.T, g))
                 W -= (lr * theta).astype(dtype)
 
             step.snapshot = snapshot
@@ -484,7 +531,7 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
 
     pc, bs, lr = _preconditioner(acc, _Data(X), n, s, n_eigen, max_batch, 1.0, 0.0, rng, 3, batch_size)
     Xs = np.asarray(X[pc.S], dtype=dtype)
-    N = cacc.block(Z, Xs) @ pc.E if pc.q > 1 else None  # K(Z, X_S) E: the data preconditioner at the centers
+    N = matmul(cacc.block(Z, Xs), pc.E) if pc.q > 1 else None  # K(Z, X_S) E: the data preconditioner at the centers
     allz = idx(np.arange(p))
     zrng = np.random.default_rng([seed, 3])
     s_z = min(p, 2000 if p < 100_000 else 10_000)
@@ -513,9 +560,9 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
     Ksz = cacc.block(Xs, Z)
 
     def precond_op(v):
-        u = project((Ksz.T @ (Ksz @ v)) / s)
+        u = project(matmul(Ksz.T, matmul(Ksz, v)) / s)
         if N is not None:
-            u = u - project(N @ (pc.D[:, None] * (N.T @ u)))
+            u = u - project(matmul(N, pc.D[:, None] * matmul(N.T, u)))
         return u
 
     v = np.random.default_rng([seed, 5]).standard_normal((p, 1)).astype(dtype)
@@ -538,7 +585,7 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
             if ridge:
                 theta += (ridge * len(B) / n) * W
             if N is not None:
-                theta -= project(N @ (pc.D[:, None] * (N.T @ theta)))
+                theta -= project(matmul(N, pc.D[:, None] * matmul(N.T, theta)))
             W -= lr * theta
 
         return step
@@ -556,7 +603,7 @@ def _gradient_fns(X, y, Z, cacc, dtype, bs):
 
     def grad(W, B, with_y):
         Kbz = cacc.block(np.asarray(X[B], dtype=dtype), Z)
-        return Kbz.T @ (Kbz @ W - y[B] if with_y else Kbz @ W)
+        return matmul(Kbz.T, matmul(Kbz, W) - y[B] if with_y else matmul(Kbz, W))
 
     def full_grad(W):
         G = np.zeros(W.shape, np.float64)

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import _linalg
+from .._blas import matmul
 from .._config import _config, resolve_budget
 from .._validation import check_data, check_int, check_scalar
 from ._access import KernelAccess, idx
@@ -98,7 +99,7 @@ def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxit
     eps_m = eps * m * max(1.0, float(np.max(np.diag(Kmm))))
     Kmm[np.diag_indices(m)] += eps_m
     T = _linalg.cholesky(Kmm, overwrite_a=True, what="K(centers, centers)")[0].T  # TᵀT = K_mm + εm I
-    M = T @ T.T / m
+    M = matmul(T, T.T) / m
     M[np.diag_indices(m)] += ridge
     A = _linalg.cholesky(M, overwrite_a=True, what="the preconditioner's T Tᵀ/m + ridge·I")[0].T
     solve = scipy.linalg.solve_triangular

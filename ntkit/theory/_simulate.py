@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _linalg
+from .._blas import matmul
 from .._validation import InvalidParameterError, check_int, check_scalar
 from ._risk import _check_n, _check_spectrum
 from .profiles import as_profile
@@ -46,22 +47,22 @@ def _trial_gaussian(lam, c, N, prof, noise, rng):
     lp = lam[pos]
     w = c[pos] / np.sqrt(lp)[:, None]  # c² = λ w²
     X = rng.standard_normal((N, len(lp))) * np.sqrt(lp)
-    K = X @ X.T
+    K = matmul(X, X.T)
     K /= N
     s, U = _linalg.eigh(K, overwrite_a=True)
     s = np.maximum(s, 0.0)
     g = _filter(prof, s, N)  # (np, N)
-    V = U.T @ (X @ w)  # (N, C): the noiseless labels in K's eigenbasis
-    XU = X.T @ U  # (P, N)
+    V = matmul(U.T, matmul(X, w))  # (N, C): the noiseless labels in K's eigenbasis
+    XU = matmul(X.T, U)  # (P, N)
     zero_power = float(np.sum(np.abs(c[~pos]) ** 2))
     bias = np.empty(g.shape[0])
     for i in range(g.shape[0]):
-        e = XU @ (g[i][:, None] * V) - w
+        e = matmul(XU, g[i][:, None] * V) - w
         bias[i] = float(np.sum(lp[:, None] * e**2)) + zero_power
     if noise:
         B = (XU * np.sqrt(lp)[:, None])  # Λ^{1/2} Xᵀ U
         colnorm = np.sum(B**2, axis=0)  # ‖Λ^{1/2} Xᵀ u_k‖²
-        var = noise * (g**2 @ colnorm)
+        var = noise * matmul(g**2, colnorm)
     else:
         var = np.zeros(g.shape[0])
     return bias, var

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import _linalg
+from .._blas import matmul
 from .._validation import InvalidParameterError, check_array_arg, check_int
 
 __all__ = ["Spectrum", "estimate_spectrum"]
@@ -92,7 +93,7 @@ def estimate_spectrum(kernel, X, y, *, n_components=None, method="auto", random_
         K /= n
         w, U = _linalg.eigh(K, subset_by_index=[n - k, n - 1], overwrite_a=True)
         w, U = w[::-1], U[:, ::-1]
-        c = U.T @ y2 / np.sqrt(n)
+        c = matmul(U.T, y2) / np.sqrt(n)
     else:
         if kernel == "precomputed":
             raise InvalidParameterError("method='nystrom' needs a kernel, not a precomputed matrix.")
@@ -117,14 +118,14 @@ def estimate_spectrum(kernel, X, y, *, n_components=None, method="auto", random_
                            memory_budget=memory_budget).block_rows
         for i in range(0, n, step):
             Cb = zacc.block(np.asarray(X[i:i + step]), idx(np.arange(m))).astype(np.float64)
-            CtC += Cb.T @ Cb
-            Cty += Cb.T @ y2[i:i + step]
+            CtC += matmul(Cb.T, Cb)
+            Cty += matmul(Cb.T, y2[i:i + step])
         A = scipy.linalg.solve_triangular(L, scipy.linalg.solve_triangular(L, CtC, lower=True).T, lower=True) / n
         w, V = _linalg.eigh(0.5 * (A + A.T), overwrite_a=True)
         w, V = w[::-1], V[:, ::-1]
         keep = w > 1e-14 * w[0]
         w, V = w[keep], V[:, keep]
-        c = V.T @ scipy.linalg.solve_triangular(L, Cty, lower=True) / (n * np.sqrt(w))[:, None]
+        c = matmul(V.T, scipy.linalg.solve_triangular(L, Cty, lower=True)) / (n * np.sqrt(w))[:, None]
     w = np.clip(w, 0.0, None)  # round-off negatives of a PSD matrix
     c = c[:, 0] if y.ndim == 1 else c
     return Spectrum(w, c, n, method, max(total - float(np.sum(c**2)), 0.0))

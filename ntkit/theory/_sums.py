@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blas import matmul
+
 ORDER = 18
 RHO_MAX = 0.12
 REL_WIDTH = 0.05  # half-width of a band relative to its centre
@@ -117,7 +119,7 @@ class ModeSums:
                 inv2 = inv * inv if any(spec[n][1] == 2 for n in which) else None
                 for name in which:
                     f, p = spec[name]
-                    out[name][i:i + step] = (inv if p == 1 else inv2) @ weights[f]
+                    out[name][i:i + step] = matmul(inv if p == 1 else inv2, weights[f])
         # compressed bands: Σ_j C_p(j) m_j t^{j+p} = t^p Σ_j C_p(j) m̃_j u^j with u = r·t (|u| ≤ ρ) and the
         # scaled moments m̃_j = m_j / r^j, so nothing overflows; the inner sums of all requested
         # names are one batched product over bands, (nb, K, J+1) @ (nb, J+1, names)

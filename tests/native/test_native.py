@@ -51,7 +51,7 @@ def _from_rho(kernel, p, dot, sx, sz, d, exact_diag=False):
         st = np.sqrt(np.maximum(0.0, (1 - rho) * (1 + rho)))
         J = [pi - th, st + (pi - th) * rho, 3 * st * rho + (pi - th) * (1 + 2 * rho * rho)][order]
         return s ** (order / 2) * J / pi
-    W2, b2 = p["weight_std"] ** 2, p["bias_std"] ** 2
+    W2, b2 = np.float64(p["weight_std"]) ** 2, np.float64(p["bias_std"]) ** 2  # inf, not OverflowError
     wd = W2 / d if d > 0 else 0.0
     q = wd * dot + b2
     qx = wd * sx + b2 + 0 * q
@@ -76,6 +76,8 @@ def _from_rho(kernel, p, dot, sx, sz, d, exact_diag=False):
 
 
 def oracle_gram(X, Z, kernel, p, symmetric=False):
+    # numpy scalars: an extreme parameter overflows to inf (as in the kernels) instead of raising OverflowError
+    p = {k: np.float64(v) if isinstance(v, float) else v for k, v in p.items()}
     X = np.asarray(X, np.float64)
     Z = X if symmetric else np.asarray(Z, np.float64)
     d = X.shape[1]
@@ -96,15 +98,17 @@ def oracle_gram(X, Z, kernel, p, symmetric=False):
             K[np.diag_indices(len(X))] = diag
             del s
     else:
-        r = np.sqrt(d2) / p["lengthscale"]
-        if kernel == "rbf":
-            K = np.exp(-d2 / (2 * p["lengthscale"] ** 2))
-        elif kernel in ("laplace", "matern12"):
-            K = np.exp(-r)
-        elif kernel == "matern32":
-            K = (1 + np.sqrt(3) * r) * np.exp(-np.sqrt(3) * r)
-        else:
-            K = (1 + np.sqrt(5) * r + 5 * r * r / 3) * np.exp(-np.sqrt(5) * r)
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = np.sqrt(d2) / p["lengthscale"]  # inf for a lengthscale far below the distances: k -> 0 there
+            if kernel == "rbf":
+                K = np.exp(-0.5 * r * r)
+            elif kernel in ("laplace", "matern12"):
+                K = np.exp(-r)
+            elif kernel == "matern32":
+                K = (1 + np.sqrt(3) * r) * np.exp(-np.sqrt(3) * r)
+            else:
+                K = (1 + np.sqrt(5) * r + 5 * r * r / 3) * np.exp(-np.sqrt(5) * r)
+            K = np.where(np.isinf(r), 0.0, K)
     return K
 
 

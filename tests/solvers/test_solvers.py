@@ -161,13 +161,13 @@ def test_kernel_forms_agree():
 
 
 def test_divergence_is_caught_and_rolled_back(monkeypatch):
-    real = ep.eigenpro_parameters
+    real = ep._parameters  # the unchecked core the solver calls
 
     def too_big(*args, **kw):
         q, bs, lr, top = real(*args, **kw)
         return q, bs, 8 * lr, top
 
-    monkeypatch.setattr(ep, "eigenpro_parameters", too_big)
+    monkeypatch.setattr(ep, "_parameters", too_big)
     X, y, _ = _data(n=1000)
     res = eigenpro(Laplace(1.0), X, y, epochs=12, random_state=0)
     assert any(h.get("rolled_back") for h in res.history)
@@ -249,7 +249,7 @@ def test_bad_input():
         eigenpro("precomputed", bad, y)
     with np.errstate(over="ignore"), pytest.raises(ValueError, match="NaN or infinity .in float32.*rescale"):
         eigenpro(lambda A, B: 1e200 * k(A, B), X.astype(np.float32), y)
-    with pytest.raises(ValueError, match="finite positive kernel scale"):
+    with pytest.raises(ValueError, match="'beta' parameter of eigenpro_parameters must be a finite"):
         eigenpro_parameters(np.array([1.0, 0.5]), float("inf"))
     with pytest.raises(ValueError, match="epochs"):
         eigenpro(k, X, y, epochs=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._blas import matmul
 from .._blocks import plan_blocks
 
 
@@ -32,7 +33,7 @@ def _capped(memory_budget):
 
 def block(kernel, params, X, Z, sx, sz, n_features):
     """One Gram block from the prepared rows ``X`` and ``Z`` and their squared norms."""
-    dot = X @ Z.T
+    dot = matmul(X, Z.T)
     if kernel.family != "stationary":
         return kernel._block(np, dot, sx, sz, n_features, params)
     d2 = np.add.outer(sx, sz)
@@ -98,7 +99,7 @@ def matvec(kernel, params, X, Z, v, n_features, memory_budget):
                 if lo < hi:
                     idx = np.arange(lo, hi)
                     blk[idx - ri.start, idx - cj.start] = dvals[idx]
-            acc += blk @ v[cj]
+            acc += matmul(blk, v[cj])
     return out
 
 
@@ -113,7 +114,10 @@ def batched_gram(A, B, reduce):
         # Sum_b A_b B_b^T is one product of the (n, b*p) and (m, b*p) unfoldings.
         A2 = np.ascontiguousarray(A.transpose(1, 0, 2)).reshape(n, b * p)
         if sym:
-            return A2 @ A2.T
+            return matmul(A2, A2.T)
         B2 = np.ascontiguousarray(Bs.transpose(1, 0, 2)).reshape(m, b * p)
-        return A2 @ B2.T
-    return np.matmul(A, Bs.transpose(0, 2, 1))
+        return matmul(A2, B2.T)
+    out = np.empty((A.shape[0], A.shape[1], Bs.shape[1]), dtype=np.result_type(A, Bs))
+    for i in range(A.shape[0]):
+        out[i] = matmul(A[i], Bs[i].T)
+    return out

@@ -147,6 +147,38 @@ void check_finite(const Arr& r, const char* name) {
     if (!ok) throw py::value_error(std::string(name) + " contains NaN or Inf");
 }
 
+// A kernel result must be finite when its inputs are: NaN or Inf there means a parameter the
+// dtype cannot represent on this data (an inf*0 in Matern 5/2 with a tiny lengthscale, weight_std**2
+// or gamma**degree overflowing), which is an error, never a silent NaN. One parallel pass over the output.
+template <class T>
+bool all_finite_par(const T* p, index_t n) {
+    T acc = 0;
+#pragma omp parallel for simd reduction(+ : acc) if (n > (index_t(1) << 20))
+    for (index_t i = 0; i < n; ++i) acc += p[i] * T(0);
+    return acc == T(0);
+}
+
+void check_result(const py::array& out, const char* op, const std::string& kernel, py::handle params) {
+    const index_t n = static_cast<index_t>(out.size());
+    if (n == 0) return;
+    const void* ptr = out.data();
+    const bool f32 = out.itemsize() == 4;
+    bool ok;
+    {
+        py::gil_scoped_release nogil;
+        ok = f32 ? all_finite_par(static_cast<const float*>(ptr), n)
+                 : all_finite_par(static_cast<const double*>(ptr), n);
+    }
+    if (ok) return;
+    const std::string ps = params.is_none() ? std::string("(defaults)") : py::repr(params).cast<std::string>();
+    throw py::value_error(std::string(op) + ": kernel '" + kernel + "' with parameters " + ps +
+                          " gave NaN or Inf on finite inputs: a parameter is outside what " +
+                          (f32 ? "float32" : "float64") +
+                          " can represent on this data (e.g. a lengthscale far below the spacing of the "
+                          "points, or weight_std**2, bias_std**2, gamma**degree overflowing); rescale the "
+                          "parameters or the data");
+}
+
 void check_same_dtype(const Arr& a, const char* an, const Arr& b, const char* bn) {
     if (a.itemsize != b.itemsize)
         throw py::type_error(std::string(bn) + " has dtype " + (b.itemsize == 4 ? "float32" : "float64") +
@@ -273,8 +305,10 @@ py::array py_gram(py::handle Xo, py::handle Zo, const std::string& kernel, py::h
     check_finite(X, "X");
     if (haveZ) check_finite(Z, "Z");
     ensure_blas();
-    if (X.itemsize == 4) return gram_t<float>(X, haveZ ? &Z : nullptr, kid, p, cuda);
-    return gram_t<double>(X, haveZ ? &Z : nullptr, kid, p, cuda);
+    py::array out = X.itemsize == 4 ? gram_t<float>(X, haveZ ? &Z : nullptr, kid, p, cuda)
+                                    : gram_t<double>(X, haveZ ? &Z : nullptr, kid, p, cuda);
+    check_result(out, "gram", kernel, params);
+    return out;
 }
 
 template <class T>
@@ -330,8 +364,10 @@ py::array py_kernel_matvec(py::handle Xo, py::handle Zo, py::handle Vo, const st
     if (haveZ) check_finite(Z, "Z");
     check_finite(V, "v");
     ensure_blas();
-    if (X.itemsize == 4) return matvec_t<float>(X, haveZ ? &Z : nullptr, V, kid, p, br, bc, cuda);
-    return matvec_t<double>(X, haveZ ? &Z : nullptr, V, kid, p, br, bc, cuda);
+    py::array out = X.itemsize == 4 ? matvec_t<float>(X, haveZ ? &Z : nullptr, V, kid, p, br, bc, cuda)
+                                    : matvec_t<double>(X, haveZ ? &Z : nullptr, V, kid, p, br, bc, cuda);
+    check_result(out, "kernel_matvec", kernel, params);
+    return out;
 }
 
 template <class T>
