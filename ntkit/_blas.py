@@ -27,7 +27,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["one_blas_thread", "blas_threads", "matmul", "TILE_ROWS", "TILE_COLS", "TILE_WORK"]
+__all__ = ["one_blas_thread", "blas_threads", "matmul", "TILE_ROWS", "TILE_COLS", "TILE_WORK", "MIN_K_PIECE",
+           "MAX_PIECES", "K_SPLIT_BYTES", "TINY"]
 
 #: Output rows per tile (at least; taller for thin products, see :data:`TILE_WORK`).
 TILE_ROWS = 256
@@ -36,6 +37,17 @@ TILE_COLS = 2048
 #: Multiply-adds a tile is grown to before the grid is cut finer (thin products and GEMVs would
 #: otherwise be hundreds of tiny calls); below it a product is one single-threaded call.
 TILE_WORK = 1 << 22
+#: Products with a small output and a long inner dimension (``Φᵀ Φ`` of a tall feature matrix) are
+#: also cut along k, in pieces of at least this length, into at most :data:`MAX_PIECES` work items;
+#: the partial products are added in a fixed order (so still independent of the thread count).
+MIN_K_PIECE = 4096
+MAX_PIECES = 16
+#: Partial products of a k-split may use at most this many bytes.
+K_SPLIT_BYTES = 64 * 2**20
+#: Products of at most this many multiply-adds are ``A @ B`` as they are: OpenBLAS never threads them
+#: (its thresholds: GEMM below 65536·4 multiply-adds, GEMV below 9216 matrix entries, dot products
+#: below 10000 entries), and a section's bookkeeping would cost 15× the product.
+TINY = 4096
 
 _lock = threading.Lock()
 _depth = 0
@@ -67,13 +79,17 @@ def _per_thread(lib):
     return getattr(lib, "threading_layer", None) == "openmp"
 
 
-def _after_fork():  # a forked child has none of the parent's threads: start afresh
+def _after_fork():
+    """A forked child has only the thread that forked: its own open sections are all that remain."""
     global _lock, _depth, _saved, _pool
     _lock = threading.Lock()
-    if _depth:
+    _pool = None
+    mine = getattr(_local, "depth", 0)
+    if _depth and not mine:  # the sections belonged to threads the child does not have
         for lib, n in _saved:
             _set(lib, n)
-    _depth, _saved, _pool = 0, [], None
+        _saved = []
+    _depth = mine
 
 
 if hasattr(os, "register_at_fork"):
@@ -87,7 +103,9 @@ def one_blas_thread():
     OpenBLAS's threaded LAPACK routines (``potrf``, ``syevr``, ``geqrf``, TRSM...) split their work
     by which threads are free at the moment, so their last bits change from call to call (measured:
     the same 300 × 300 ``dpotrf`` gives different factors before and after an OpenMP kernel ran).
-    Single-threaded LAPACK is deterministic and thread-count independent.
+    Single-threaded LAPACK is deterministic and thread-count independent. Do not change BLAS limits
+    (``threadpool_limits``) in another thread while a section is open: the products running then
+    would run multithreaded (a limit set meanwhile is kept when the last section closes).
 
     A pthreads-layered OpenBLAS has one process-wide limit: the first section to open saves it and
     sets 1, the last to close restores it, so while any section is open BLAS calls from other
@@ -119,7 +137,8 @@ def one_blas_thread():
             _depth -= 1
             if _depth == 0:
                 for lib, n in _saved:
-                    _set(lib, n)
+                    if lib.num_threads == 1:  # unless someone set another limit meanwhile: theirs stands
+                        _set(lib, n)
                 _saved = []
 
 
@@ -180,7 +199,7 @@ def matmul(A, B):
     if not (type(A) is np.ndarray and type(B) is np.ndarray) or not (1 <= A.ndim <= 2 and 1 <= B.ndim <= 2):
         return A @ B
     dt = np.result_type(A, B)
-    if dt not in (np.float32, np.float64):
+    if dt not in (np.float32, np.float64) or A.size * (B.shape[-1] if B.ndim == 2 else 1) <= TINY:
         return A @ B
     A2 = (A[None, :] if A.ndim == 1 else A).astype(dt, copy=False)
     B2 = (B[:, None] if B.ndim == 1 else B).astype(dt, copy=False)
@@ -193,30 +212,7 @@ def matmul(A, B):
     # meeting the lower triangle are computed and the strict upper triangle is mirrored from them
     sym = (A.ndim == 2 and m == n and A2.ctypes.data == B2.ctypes.data and A2.strides == B2.strides[::-1])
     if m and n:
-        tm, tn = _grid(m, k, n)
-        if sym:
-            tm = tn = min(tm, 4 * TILE_ROWS)  # square tiles, so that skipping the upper ones halves the work
-        tiles = [(i, j) for i in range(0, m, tm) for j in range(0, n, tn) if not sym or j < i + tm]
-
-        queue = iter(tiles)  # workers take the next tile (next() on an iterator is atomic under the GIL)
-
-        def run():
-            with one_blas_thread():  # per-thread limits (OpenMP-layered BLAS) hold in pool threads too
-                for i, j in queue:
-                    np.matmul(A2[i:i + tm], B2[:, j:j + tn], out=out[i:i + tm, j:j + tn])
-
-        workers = min(blas_threads(), len(tiles))
-        with one_blas_thread():
-            if workers <= 1:
-                run()
-            else:
-                for f in [_executor().submit(run) for _ in range(workers)]:
-                    f.result()
-        if sym:
-            for i in range(0, m, tm):
-                out[i:i + tm, i + tm:] = out[i + tm:, i:i + tm].T
-                d = out[i:i + tm, i:i + tm]
-                d[...] = np.tril(d) + np.tril(d, -1).T
+        _tiled(A2, B2, out, sym)
     if A.ndim == 1 and B.ndim == 1:
         return out[0, 0]
     if A.ndim == 1:
@@ -224,3 +220,74 @@ def matmul(A, B):
     if B.ndim == 1:
         return out[:, 0]
     return out
+
+
+def _tiled(A, B, out, sym):
+    m, k = A.shape
+    n = B.shape[1]
+    tm, tn = _grid(m, k, n)
+    if sym:
+        tm = tn = min(tm, 4 * TILE_ROWS)  # square tiles, so that skipping the upper ones halves the work
+    tiles = [(i, j) for i in range(0, m, tm) for j in range(0, n, tn) if not sym or j < i + tm]
+    # a small output with a long k: cut k too, into pieces fixed by the shapes
+    pieces = 1
+    if len(tiles) < MAX_PIECES and k >= 2 * MIN_K_PIECE:
+        pieces = min(k // MIN_K_PIECE, MAX_PIECES // len(tiles), K_SPLIT_BYTES // max(1, m * n * out.itemsize))
+        pieces = max(1, pieces)
+    kc = -(-k // pieces)
+    parts = out[None] if pieces == 1 else np.empty((pieces, m, n), out.dtype)
+    items = [(i, j, c) for c in range(pieces) for i, j in tiles]
+    queue, take, failed = iter(items), threading.Lock(), []
+
+    def run():
+        with one_blas_thread():  # per-thread limits (OpenMP-layered BLAS) hold in pool threads too
+            while not failed:
+                with take:  # (the GIL makes next() atomic; free-threaded Python does not)
+                    item = next(queue, None)
+                if item is None:
+                    return
+                i, j, c = item
+                try:
+                    np.matmul(A[i:i + tm, c * kc:(c + 1) * kc], B[c * kc:(c + 1) * kc, j:j + tn],
+                              out=parts[c, i:i + tm, j:j + tn])
+                except BaseException:
+                    failed.append(True)  # the other workers stop at their next tile
+                    raise
+
+    workers = min(blas_threads(), len(items))
+    with one_blas_thread():
+        futures = []
+        if workers > 1:
+            try:
+                pool = _executor()
+                futures = [pool.submit(run) for _ in range(workers - 1)]
+            except RuntimeError:  # interpreter shutting down: no new threads; compute here
+                futures = []
+        err = None
+        try:
+            run()  # the calling thread works too
+        except BaseException as e:  # noqa: BLE001 - re-raised below, once the workers have stopped
+            failed.append(True)
+            err = e
+        for f in futures:  # wait for the workers, even after a failure or an interrupt (they stop early)
+            while True:
+                try:
+                    f.result()
+                    break
+                except BaseException as e:  # noqa: BLE001 - a worker's error, or an interrupt while waiting
+                    failed.append(True)
+                    err = e if err is None else err
+                    if f.done():
+                        break
+        if err is not None:
+            raise err
+    if pieces > 1:  # the partial products, added in a fixed order
+        np.copyto(out, parts[0])
+        for c in range(1, pieces):
+            out += parts[c]
+    if sym:
+        for i in range(0, m, tm):
+            out[i:i + tm, i + tm:] = out[i + tm:, i:i + tm].T
+            d = out[i:i + tm, i:i + tm]
+            iu = np.triu_indices(d.shape[0], 1)
+            d[iu] = d.T[iu]  # by index: signed zeros are mirrored too

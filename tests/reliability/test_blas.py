@@ -20,9 +20,10 @@ from threadpoolctl import threadpool_limits
 from ntkit import _blas
 from ntkit._blas import matmul, one_blas_thread
 
-SHAPES = [  # (m, k, n): thin, square, GEMV-like, one row, and sizes that tile in both directions
+SHAPES = [  # (m, k, n): thin, square, GEMV-like, one row, sizes that tile in both directions, a long k
+    # (cut into pieces whose partial products are added in a fixed order), tiny (plain A @ B)
     (300, 20, 256), (700, 300, 500), (5000, 300, 1), (1, 300, 5000), (3000, 6, 2500), (1, 1, 1), (0, 5, 4),
-    (4, 0, 3), (2100, 40, 4200),
+    (4, 0, 3), (2100, 40, 4200), (60, 20000, 50), (1, 30000, 1), (7, 9, 11),
 ]
 
 
@@ -79,7 +80,7 @@ def test_vectors_views_and_mixed_dtypes(dtype):
 
 def test_gram_products_are_exactly_symmetric():
     rng = np.random.default_rng(4)
-    for n, k in [(5, 3), (1100, 30), (2500, 7)]:
+    for n, k in [(5, 3), (1100, 30), (2500, 7), (40, 20000)]:  # the last: k cut into pieces
         X = rng.normal(size=(n, k))
         G = matmul(X, X.T)
         assert np.array_equal(G, G.T)
@@ -163,3 +164,60 @@ def test_one_blas_thread_works_from_any_python_thread_and_restores():
         assert _blas.blas_threads() == max(before.values())
         with one_blas_thread():  # inside a section: the count the caller had
             assert _blas.blas_threads() == max(before.values())
+
+
+def test_a_failing_tile_stops_the_others_and_restores_blas(monkeypatch):
+    """An error in one tile (here a MemoryError) propagates, the other workers stop at their next
+    tile instead of finishing the product, and the BLAS limits are restored."""
+    rng = np.random.default_rng(7)
+    A, B = rng.normal(size=(4000, 200)), rng.normal(size=(200, 600))  # 16 tiles
+    before = _openblas_threads()
+    calls = []
+    real = np.matmul
+
+    def flaky(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise MemoryError("tile 3")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(_blas.np, "matmul", flaky)
+    with pytest.raises(MemoryError, match="tile 3"):
+        matmul(A, B)
+    monkeypatch.setattr(_blas.np, "matmul", real)
+    assert len(calls) <= 3 + _blas.blas_threads()  # each worker finishes at most the tile it had
+    assert _blas._depth == 0 and _openblas_threads() == before
+    assert np.array_equal(matmul(A, B), matmul(A, B))
+
+
+_FORK_SCRIPT = """
+import os, sys
+from threadpoolctl import threadpool_info
+from ntkit import _blas
+
+def blas():
+    return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+before = blas()
+with _blas.one_blas_thread():
+    pid = os.fork()
+    if pid == 0:  # the child: the forking thread's section is still open, BLAS still on one thread
+        os._exit(0 if _blas._depth == 1 and set(blas().values()) == {1} else 1)
+    _, status = os.waitpid(pid, 0)
+sys.exit(3 if os.WEXITSTATUS(status) else (0 if blas() == before else 4))
+"""
+
+
+def test_fork_inside_a_section():
+    """Only the forking thread survives a fork: its open section must still hold in the child, so
+    LAPACK stays single-threaded and deterministic there. (In a fresh interpreter without jax, whose
+    threads make forking the test process unsafe.)"""
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2")
+    p = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
