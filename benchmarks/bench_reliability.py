@@ -58,7 +58,8 @@ def _one(n, how):
 #: randomized-eigensolver product, the blocked Cholesky's trailing update, a GEMV
 _MATMUL_SHAPES = [("features X Wᵀ", 20000, 10, 2000), ("Gram block X Zᵀ", 4096, 64, 4096),
                   ("block K v (8 targets)", 4096, 4096, 8), ("K Q (randomized eigh)", 6000, 6000, 40),
-                  ("Cholesky update", 6000, 2048, 2048), ("GEMV Aᵀu", 1, 4000, 20000)]
+                  ("Cholesky update", 6000, 2048, 2048), ("GEMV Aᵀu", 1, 4000, 20000),
+                  ("Φᵀ Φ (feature Gram, k cut)", 500, 100000, 500)]
 
 
 def _matmul_rows(quick):
@@ -85,7 +86,7 @@ def _matmul_rows(quick):
         for dt in (np.float32, np.float64):
             rng = np.random.default_rng(0)
             A = rng.normal(size=(m, k)).astype(dt)
-            B = rng.normal(size=(k, n)).astype(dt)
+            B = A.T if label.startswith("Φᵀ Φ") else rng.normal(size=(k, n)).astype(dt)  # Gram: SYRK for numpy
             if m == 1:
                 A = A[0]
             reps = 3 if m * k * n > 5e9 else 7
