@@ -154,7 +154,7 @@ _SUITE_ROWS = [
     "| bad-input property suite (hypothesis; native calls in subprocesses) | 87 public entry points (all 122 "
     "array-taking public callables, 9 exempt with reasons) + 10 native; campaign 241 500 + 60 000 cases "
     "(about 3000 / 6000 per entry), 30 per entry in CI; after the last fixes, with the known-failure lists "
-    "emptied: 1500 cases on `eigenpro_parameters`, 400 per entry on the NTK estimators and on all 10 native "
+    "emptied: 1500 cases on `eigenpro_parameters`, 400 per entry on the NTK estimators and on all 10 native fuzz "
     "entries | 0 crashes or hangs; 22 classes of bad-input bugs fixed (silent NaN or truncation, dropped "
     "imaginary parts, IndexError / unnamed errors; last: unvalidated `eigenpro_parameters`, unnamed NTK "
     "estimator messages, NaN from extreme native kernel parameters, LinAlgError for a kernel zero on the "

@@ -19,8 +19,10 @@ online learners in :mod:`ntkit.online`.
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 from . import _linalg
+from ._blas import matmul
 from .ops import gram, plan_blocks
 
 __all__ = ["exact_leverage_scores", "approximate_leverage_scores", "recursive_rls", "OnlineRLSDictionary"]
@@ -53,7 +55,13 @@ def exact_leverage_scores(kernel, X, ridge):
 
 
 class _DictionaryFactor:
-    """Cholesky factor of ``S K_DD S + γ I`` for repeated leverage-score queries."""
+    """``L⁻¹`` for the Cholesky factor ``L Lᵀ = S K_DD S + γ I``, for repeated leverage-score queries.
+
+    A query needs ``bᵀ (L Lᵀ)⁻¹ b = ‖L⁻¹ b‖²`` for every column b of a (|D|, block) matrix: one product
+    with the explicit inverse (a threaded GEMM; |D|³/3 once) instead of two triangular solves per
+    block (single-threaded TRSM). The inverse of a triangular factor is computed stably (its error is
+    ~ cond(L)·eps = sqrt(cond(M))·eps relative, far below what a leverage-score estimate needs).
+    """
 
     def __init__(self, kernel, D, weights, ridge, *, KDD=None):
         self.kernel, self.D, self.ridge = kernel, D, float(ridge)
@@ -61,7 +69,10 @@ class _DictionaryFactor:
         KDD = _gram(kernel, D) if KDD is None else KDD
         M = self.s[:, None] * KDD * self.s[None, :]
         M[np.diag_indices_from(M)] += self.ridge
-        self.L = _linalg.cholesky(M, overwrite_a=True, what="the dictionary's S K_DD S + γI")[0]
+        L = _linalg.cholesky(M, overwrite_a=True, what="the dictionary's S K_DD S + γI")[0]
+        with _linalg.one_blas_thread():  # bit-reproducible (see ntkit._linalg)
+            self.Linv = scipy.linalg.solve_triangular(L, np.eye(len(L)), lower=True, overwrite_b=True,
+                                                      check_finite=False)
 
     def scores(self, X, *, memory_budget=None):
         n = len(X)
@@ -71,10 +82,20 @@ class _DictionaryFactor:
         plan = plan_blocks(n, len(self.D), n_features=X.shape[1], itemsize=8, memory_budget=memory_budget)
         for i in range(0, n, plan.block_rows):
             Xi = X[i:i + plan.block_rows]
-            B = self.s[:, None] * _gram(self.kernel, self.D, Xi)  # (|D|, b)
-            sol = _linalg.cho_solve(self.L, B)
-            out[i:i + len(Xi)] = (_kernel_diag(self.kernel, Xi) - np.einsum("ij,ij->j", B, sol)) / self.ridge
+            B = _gram(self.kernel, self.D, Xi)  # (|D|, b)
+            B *= self.s[:, None]
+            q = np.zeros(len(Xi))
+            for r0, r1 in self._row_blocks:  # L⁻¹ is lower triangular: skip its zero blocks (~45% of the flops)
+                C = matmul(self.Linv[r0:r1, :r1], B[:r1])
+                q += np.einsum("ij,ij->j", C, C)
+            out[i:i + len(Xi)] = (_kernel_diag(self.kernel, Xi) - q) / self.ridge
         return np.clip(out, 0.0, 1.0)
+
+    @property
+    def _row_blocks(self):
+        m = len(self.Linv)
+        step = max(64, -(-m // 8))
+        return [(r0, min(m, r0 + step)) for r0 in range(0, m, step)]
 
 
 def approximate_leverage_scores(kernel, X, dictionary, ridge, *, weights=None, memory_budget=None):
