@@ -181,7 +181,9 @@ def matmul(A, B):
     """``A @ B``, bit-identical at any BLAS thread count (and about as fast; see the module doc).
 
     Two numpy arrays of float32/float64 (1-D or 2-D, any strides) take the tiled path (``A @ A.T``
-    is exactly symmetric, as numpy's SYRK would make it); anything else (jax or sparse arrays, other dtypes, stacks of matrices) is ``A @ B`` unchanged.
+    is exactly symmetric, as numpy's SYRK would make it); anything else (jax or sparse arrays,
+    other dtypes, stacks of matrices), and products of at most :data:`TINY` multiply-adds, are
+    ``A @ B`` unchanged.
 
     Examples
     --------
@@ -235,7 +237,8 @@ def _tiled(A, B, out, sym):
         pieces = min(k // MIN_K_PIECE, MAX_PIECES // len(tiles), K_SPLIT_BYTES // max(1, m * n * out.itemsize))
         pieces = max(1, pieces)
     kc = -(-k // pieces)
-    parts = out[None] if pieces == 1 else np.empty((pieces, m, n), out.dtype)
+    # (zeros: the symmetric path leaves the upper tiles unwritten, and garbage there could overflow the sum)
+    parts = out[None] if pieces == 1 else (np.zeros if sym else np.empty)((pieces, m, n), out.dtype)
     items = [(i, j, c) for c in range(pieces) for i, j in tiles]
     queue, take, failed = iter(items), threading.Lock(), []
 
@@ -257,12 +260,11 @@ def _tiled(A, B, out, sym):
     workers = min(blas_threads(), len(items))
     with one_blas_thread():
         futures = []
-        if workers > 1:
+        for _ in range(workers - 1):
             try:
-                pool = _executor()
-                futures = [pool.submit(run) for _ in range(workers - 1)]
-            except RuntimeError:  # interpreter shutting down: no new threads; compute here
-                futures = []
+                futures.append(_executor().submit(run))
+            except RuntimeError:  # interpreter shutting down: no new threads; the others compute it
+                break
         err = None
         try:
             run()  # the calling thread works too

@@ -174,8 +174,8 @@ def _preconditioner(acc, points, n_total, s, n_eigen, max_batch, alpha, ridge, r
     lam_eff = lam + ridge / n_total
     beta_eff = beta + ridge
     q, bs, lr, lam_top = _parameters(lam_eff, beta_eff, n_eigen=n_eigen if n_eigen == "auto" else
-                                             min(int(n_eigen), len(lam)), max_batch=max_batch, alpha=alpha,
-                                             batch_size=batch_size, variant=variant)
+                                     min(int(n_eigen), len(lam)), max_batch=max_batch, alpha=alpha,
+                                     batch_size=batch_size, variant=variant)
     lam_q = lam_eff[q - 1]
     top = lam_eff[: q - 1]
     # flatten with the ridge-shifted spectrum; normalise the Nyström eigenfunctions with the raw one
@@ -497,8 +497,7 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         lam = w + ridge / n
         k = len(lam)
         ne = n_eigen if n_eigen == "auto" else min(int(n_eigen), k)
-        q, bs, lr, _ = _parameters(lam, beta, n_eigen=ne, max_batch=max_batch, variant=3,
-                                           batch_size=batch_size)
+        q, bs, lr, _ = _parameters(lam, beta, n_eigen=ne, max_batch=max_batch, variant=3, batch_size=batch_size)
         c = 1.0 - lam[q - 1] / lam[: q - 1]
         with _linalg.one_blas_thread():
             V = scipy.linalg.solve_triangular(L.T, U[:, : q - 1], lower=False, check_finite=False)
