@@ -556,16 +556,20 @@ def _theory_entries():
     def n_len(a, dims):
         return dims["nN"] if dims["nN"] else 1
 
+    # shared by risk_curve and simulate_risk: the three (len(n_samples),) curves, the arrays, the mismatches
+    def curves(a, dims, r):
+        return [(k, getattr(r, k), (n_len(a, dims),)) for k in ("risk", "bias", "variance")]
+
+    risk_arrays = dict(SPEC_ARRAYS, frequencies=Arg((1,), kind="index", skip=("negative",)))
+    risk_mismatch = (("target_coeffs", 0, "eigenvalues"), ("frequencies", 0, "eigenvalues"))
+
     E["theory.risk_curve"] = Entry(
         "theory.risk_curve", ("ntkit.theory.risk_curve",), build_risk,
         lambda a: _mod("ntkit.theory").risk_curve(
             a["eigenvalues"], a["target_coeffs"], a["n_samples"], profile=a["profile"], noise=a["noise"],
             model=a["model"], frequencies=a["frequencies"]),
-        lambda a, dims, r: [(k, getattr(r, k), (n_len(a, dims),)) for k in ("risk", "bias", "variance")],
-        dict(SPEC_ARRAYS, frequencies=Arg((1,), kind="index", skip=("negative",))),
-        {"P": (1, 6), "o": (0, 2), "nN": (0, 3), "model": (0, 2), "pf": (0, 4)},
-        (("target_coeffs", 0, "eigenvalues"), ("frequencies", 0, "eigenvalues")),
-        params={"noise": BAD_NONNEG}, rtol=1e-5, weight=0.5)
+        curves, risk_arrays, {"P": (1, 6), "o": (0, 2), "nN": (0, 3), "model": (0, 2), "pf": (0, 4)},
+        risk_mismatch, params={"noise": BAD_NONNEG}, rtol=1e-5, weight=0.5)
 
     def build_sim(rng, dims, hp):
         a = build_risk(rng, dict(dims, model=dims["model"]), hp)
@@ -578,11 +582,8 @@ def _theory_entries():
             a["eigenvalues"], a["target_coeffs"], a["n_samples"], profile=a["profile"], noise=a["noise"],
             model=a["model"] if a["model"] != "nmno" else "gaussian", frequencies=a["frequencies"], n_trials=2,
             random_state=0),
-        lambda a, dims, r: [(k, getattr(r, k), (n_len(a, dims),)) for k in ("risk", "bias", "variance")],
-        dict(SPEC_ARRAYS, frequencies=Arg((1,), kind="index", skip=("negative",))),
-        {"P": (1, 5), "o": (0, 2), "nN": (0, 2), "model": (0, 2), "pf": (0, 4)},
-        (("target_coeffs", 0, "eigenvalues"), ("frequencies", 0, "eigenvalues")),
-        params={"noise": BAD_NONNEG}, rtol=1e-5, weight=0.5)
+        curves, risk_arrays, {"P": (1, 5), "o": (0, 2), "nN": (0, 2), "model": (0, 2), "pf": (0, 4)},
+        risk_mismatch, params={"noise": BAD_NONNEG}, rtol=1e-5, weight=0.5)
 
     def build_spec(rng, dims, hp):
         n = dims["n"]

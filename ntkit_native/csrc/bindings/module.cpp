@@ -128,48 +128,31 @@ Arr check_array(py::handle obj, const char* name, int ndim_lo, int ndim_hi) {
     return r;
 }
 
+// NaN iff some entry is NaN/Inf (x*0 is 0 for finite x); one parallel pass for large arrays.
 template <class T>
 bool all_finite(const T* p, index_t n) {
-    T acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (index_t i = 0; i < n; ++i) acc += p[i] * T(0);  // NaN iff some entry is NaN/Inf
-    return acc == T(0);
-}
-
-void check_finite(const Arr& r, const char* name) {
-    if (r.size == 0) return;
-    bool ok;
-    {
-        py::gil_scoped_release nogil;
-        ok = r.itemsize == 4 ? all_finite(static_cast<const float*>(r.ptr), r.size)
-                             : all_finite(static_cast<const double*>(r.ptr), r.size);
-    }
-    if (!ok) throw py::value_error(std::string(name) + " contains NaN or Inf");
-}
-
-// A kernel result must be finite when its inputs are: NaN or Inf there means a parameter the
-// dtype cannot represent on this data (an inf*0 in Matern 5/2 with a tiny lengthscale, weight_std**2
-// or gamma**degree overflowing), which is an error, never a silent NaN. One parallel pass over the output.
-template <class T>
-bool all_finite_par(const T* p, index_t n) {
     T acc = 0;
 #pragma omp parallel for simd reduction(+ : acc) if (n > (index_t(1) << 20))
     for (index_t i = 0; i < n; ++i) acc += p[i] * T(0);
     return acc == T(0);
 }
 
+bool all_finite(const void* ptr, index_t n, bool f32) {
+    py::gil_scoped_release nogil;
+    return f32 ? all_finite(static_cast<const float*>(ptr), n) : all_finite(static_cast<const double*>(ptr), n);
+}
+
+void check_finite(const Arr& r, const char* name) {
+    if (r.size && !all_finite(r.ptr, r.size, r.itemsize == 4))
+        throw py::value_error(std::string(name) + " contains NaN or Inf");
+}
+
+// A kernel result must be finite when its inputs are: NaN or Inf there means a parameter the
+// dtype cannot represent on this data (an inf*0 in Matern 5/2 with a tiny lengthscale, weight_std**2
+// or gamma**degree overflowing), which is an error, never a silent NaN.
 void check_result(const py::array& out, const char* op, const std::string& kernel, py::handle params) {
-    const index_t n = static_cast<index_t>(out.size());
-    if (n == 0) return;
-    const void* ptr = out.data();
     const bool f32 = out.itemsize() == 4;
-    bool ok;
-    {
-        py::gil_scoped_release nogil;
-        ok = f32 ? all_finite_par(static_cast<const float*>(ptr), n)
-                 : all_finite_par(static_cast<const double*>(ptr), n);
-    }
-    if (ok) return;
+    if (out.size() == 0 || all_finite(out.data(), static_cast<index_t>(out.size()), f32)) return;
     const std::string ps = params.is_none() ? std::string("(defaults)") : py::repr(params).cast<std::string>();
     throw py::value_error(std::string(op) + ": kernel '" + kernel + "' with parameters " + ps +
                           " gave NaN or Inf on finite inputs: a parameter is outside what " +
