@@ -20,7 +20,7 @@ $(BIN)/python:
 
 # Editable install: Python edits need no reinstall; the extension rebuilds when its sources change.
 $(STAMP): $(BIN)/python $(NATIVE_SOURCES)
-	$(BIN)/python -m pip install -q "setuptools>=64" wheel "pybind11>=2.12"
+	$(BIN)/python -m pip install -q "setuptools>=64" wheel "pybind11>=2.12" "jax>=0.6"  # jax: XLA FFI headers for the build
 	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test]"
 	@$(BIN)/python -c "import ntkit; ntkit.show_backends()"
 	@touch $(STAMP)

@@ -1,23 +1,41 @@
-"""GPU benchmarks: ntkit_native's CUDA kernels vs jax on the same GPU, in the same run.
+"""GPU benchmarks: ntkit_native's CUDA kernels vs jax (and KeOps) on the same GPU, in the same run.
 
-    python benchmarks/bench_gpu.py [--quick]
+    python benchmarks/bench_gpu.py [--quick] [--section NAME[,NAME...]] [--no-keops] [--out PATH]
 
-writes ``benchmarks/RESULTS_GPU.md`` (exits 0 with a message, writing nothing, when ntkit_native
-has no CUDA build or no CUDA device is present).
+Sections (all by default; ``--section`` picks some, e.g. ``--section ffi_gram,ffi_matvec``):
 
-1. RBF ``gram`` at n = m in {4096, 16384}, d in {16, 256}, float32 and float64.
-2. Fused ``kernel_matvec`` (RBF) at n = m = 50 000, d = 32, t = 1 (Z given and Z = None).
-3. ``batched_gram`` (reduce "none", "sum", and "sum" with B = A).
+``gram``        RBF ``gram`` numpy in / numpy out (host->host) at n = m in {4096, 16384},
+                d in {16, 256}, float32 and float64.
+``matvec``      Fused ``kernel_matvec`` (RBF) numpy in / out at n = m = 50 000, d = 32, t = 1.
+``batched``     ``batched_gram`` numpy in / out (reduce "none", "sum", and "sum" with B = A).
+``ffi_gram``    RBF ``gram`` through the XLA FFI custom call (``ntkit_native._jax_ffi``) on
+                device-resident jax arrays vs XLA (jit, precision HIGHEST), with the two
+                bounds of any implementation: cuBLAS' bare GEMM (``X @ Z.T`` in jax, HIGHEST)
+                and one pass over the output (a device copy of an n x m array), at
+                n = m in {4096, 16384}, d in {16, 256}, float32 and float64.
+``ffi_matvec``  Fused ``kernel_matvec`` (RBF) through the custom call on device-resident jax
+                arrays at n = m = 200 000, d in {3, 32}, t = 1, float32 and float64, vs XLA
+                materialising K then K @ v (when K fits in GPU memory; at 2e5 it does not,
+                and the table says so) and XLA in ``lax.map`` row blocks of 2000 rows, and
+                vs KeOps (``pykeops.torch`` LazyTensor RBF sum reduction on torch CUDA
+                tensors; '-' when pykeops / torch are not importable, or with --no-keops).
 
 The peer is plain jax (jit) on the same GPU, with ``precision=HIGHEST`` on every product so that
-float32 stays true float32 (ntkit's kernels use FP32/FP64 FMA, no TF32); jax's default (TF32) is
-shown for the float32 Gram products as well. When jax has no GPU the peer is numpy on the CPU.
-ntkit's API is numpy in, numpy out, so the headline comparison is host -> host (upload, compute,
-download into a numpy array) for both; the device-only columns come from CUDA events inside the
-extension (``_C._cuda_last_profile()``) for ntkit and from ``block_until_ready`` on device-resident
-arrays for jax. Every time is the best of ``repeats`` calls after one warm-up (``_harness``).
-Device memory: ntkit's is the exact sum of its device allocations for the call; jax's is XLA's
-compile-time estimate (arguments + output + temporaries) of the same jitted function.
+float32 stays true float32 (ntkit's kernels use FP32/FP64 FMA or cuBLAS' default math, no TF32);
+jax's default (TF32) is shown for the float32 Gram products as well. When jax has no GPU the peer
+is numpy on the CPU (and the ffi_* sections are skipped). Every time is the best of ``repeats``
+calls after one warm-up (``_harness``); device-resident timings end with ``block_until_ready``
+(torch: ``torch.cuda.synchronize``). Device memory: ntkit's host-pointer calls report the exact
+sum of their device allocations; the custom calls' temporaries are the squared norms (n + m
+entries) plus, with several column chunks, the chunk partial sums (computed by the same rule as
+the extension); jax's is XLA's compile-time estimate (arguments + output + temporaries). The
+last table is a compact summary against the targets of issue 20 (fused matvec at 2e5: float32
+>= 3x XLA and >= KeOps, float64 >= 2x XLA).
+
+Results go to ``benchmarks/RESULTS_GPU.md`` when every section runs (or to ``--out``); a run of
+some sections prints its tables only. Expected GPU time on an H100/H200: gram ~60 s, matvec
+~20 s, batched ~40 s, ffi_gram ~25 s, ffi_matvec ~30 s (+ KeOps' one-time compile, ~15 s per
+dtype and d, cached in ~/.cache/keops).
 """
 
 from __future__ import annotations
@@ -104,6 +122,7 @@ class Peer:
             sz = jnp.sum(Z * Z, axis=1)
             return jnp.exp(-gamma * jnp.maximum(sx[:, None] + sz[None, :] - 2 * dot, 0))
 
+        self.rbf_raw = rbf  # traceable, for use inside other jitted functions
         self.rbf = jax.jit(rbf)
         self.rbf_default = jax.jit(lambda X, Z, g: rbf(X, Z, g, precision=None))
         self.mm = jax.jit(lambda X, Z: jnp.matmul(X, Z.T, precision=hi))
@@ -296,8 +315,207 @@ def bench_batched(peer, quick=False):
     return table(header, rows)
 
 
+# ----------------------------------------------------------------- 4. gram through the custom call
+def _ffi():
+    from ntkit_native import _jax_ffi
+
+    return _jax_ffi
+
+
+def _sync_all(*arrays):
+    for a in arrays:
+        a.block_until_ready()
+
+
+def bench_ffi_gram(peer, quick=False, summary=None):
+    F = _ffi()
+    jax = peer.jax
+    import jax.numpy as jnp
+
+    sizes = [4096] if quick else [4096, 16384]
+    rows = []
+    for dtype in (np.float32, np.float64):
+        for n in sizes:
+            for d in (16, 256):
+                rng = np.random.default_rng(0)
+                X, Z = peer.put(rng.normal(size=(n, d)).astype(dtype), rng.normal(size=(n, d)).astype(dtype))
+                ls = float(np.sqrt(d))
+                g = jax.device_put(np.asarray(1 / (2 * ls * ls), dtype), peer.dev)
+                _sync_all(X, Z, g)
+                ffi = jax.jit(lambda a, b, _ls=ls: F.gram(a, b, "rbf", {"lengthscale": _ls}))
+                neg = jax.jit(lambda K: -K)
+                reps = 3
+                t_nk = best_time(lambda: ffi(X, Z).block_until_ready(), reps)
+                t_xla = best_time(lambda: peer.rbf(X, Z, g).block_until_ready(), reps)
+                t_mm = best_time(lambda: peer.mm(X, Z).block_until_ready(), reps)
+                K = ffi(X, Z)
+                t_pass = best_time(lambda: neg(K).block_until_ready(), reps)
+                Kx = peer.rbf(X, Z, g)
+                err = float(jnp.linalg.norm(K - Kx) / jnp.linalg.norm(Kx))  # on the device: no 2 GB download
+                if not err <= (1e-5 if dtype == np.float32 else 1e-13):
+                    raise AssertionError(f"ffi gram {n} {d}: relative error {err:.2e} vs XLA")
+                del K, Kx
+                flops = 2.0 * n * n * d
+                bound = max(t_mm, t_pass)
+                rows.append([np.dtype(dtype).name, n, d, fmt_s(t_nk), fmt_s(t_xla), _ratio(t_xla, t_nk), fmt_s(t_mm),
+                             fmt_s(t_pass), f"{bound / t_nk:.2f}", f"{flops / t_mm / 1e12:.1f}",
+                             f"{flops / t_nk / 1e12:.1f}", f"{err:.1e}"])
+                if summary is not None:
+                    summary.append([f"gram FFI {np.dtype(dtype).name} n={n} d={d}", fmt_s(t_nk),
+                                    f"XLA {fmt_s(t_xla)}", _ratio(t_xla, t_nk), "faster than XLA",
+                                    "yes" if t_nk < t_xla else "no"])
+                print("ffi_gram", rows[-1], file=sys.stderr, flush=True)
+    header = ["dtype", "n = m", "d", "ntkit custom call (jit, device)", "XLA rbf (HIGHEST), device", "XLA / ntkit",
+              "bare GEMM X @ Z.T (cuBLAS via XLA, HIGHEST)", "one pass over n x m (device copy)",
+              "max(GEMM, pass) / ntkit", "GEMM TFLOP/s", "ntkit TFLOP/s (GEMM part)", "rel. diff vs XLA"]
+    return table(header, rows)
+
+
+# ----------------------------------------------------------------- 5. fused matvec through the custom call
+def _matvec_temp_bytes(n, m, t, itemsize, sms):
+    """The extension's temporaries for one fused matvec: norms + chunk partials (its own rule)."""
+    q = 1 if t == 1 else 4
+    tm = (128 if q == 1 else 64) if itemsize == 4 else (64 if q == 1 else 32)
+    tn = 64 if itemsize == 4 else 64
+    panels = -(-n // tm)
+    ctiles = -(-m // tn)
+    chunks = max(1, min(ctiles, -(-8 * sms // panels)))
+    per = -(-ctiles // chunks)
+    chunks = -(-ctiles // per)
+    return itemsize * ((n + m) + (chunks * n * t if chunks > 1 else 0))
+
+
+class KeOps:
+    """RBF sum reduction with pykeops.torch LazyTensors on torch CUDA tensors (None when unavailable)."""
+
+    def __init__(self, enabled=True):
+        self.ok = False
+        self.why = "disabled (--no-keops)"
+        if not enabled:
+            return
+        try:
+            import pykeops  # noqa: F401
+            import torch
+            from pykeops.torch import LazyTensor
+
+            if not torch.cuda.is_available():
+                raise RuntimeError("torch has no CUDA")
+            self.torch, self.LazyTensor = torch, LazyTensor
+            self.ok = True
+            self.name = f"KeOps {pykeops.__version__} (torch {torch.__version__})"
+        except Exception as exc:  # noqa: BLE001
+            self.why = f"not importable ({type(exc).__name__}: {exc})"
+
+    def prepare(self, X, Z, v, gamma):
+        torch, LT = self.torch, self.LazyTensor
+        Xt, Zt, vt = (torch.from_numpy(a).cuda() for a in (X, Z, v))
+        x_i, z_j = LT(Xt[:, None, :]), LT(Zt[None, :, :])
+        K = (-gamma * ((x_i - z_j) ** 2).sum(-1)).exp()
+
+        def run():
+            out = K @ vt
+            torch.cuda.synchronize()
+            return out
+
+        return run
+
+
+def bench_ffi_matvec(peer, quick=False, keops=None, summary=None):
+    F = _ffi()
+    jax = peer.jax
+    import jax.numpy as jnp
+
+    hi = jax.lax.Precision.HIGHEST
+    n = 20000 if quick else 200000
+    rows_blk = 2000
+    total_mem = None
+    try:
+        total_mem = peer.dev.memory_stats().get("bytes_limit")
+    except Exception:  # noqa: BLE001
+        pass
+    sms = int(getattr(peer.dev, "core_count", 132) or 132)
+    rows = []
+    for dtype in (np.float32, np.float64):
+        for d in (3, 32):
+            rng = np.random.default_rng(0)
+            Xh = rng.normal(size=(n, d)).astype(dtype)
+            Zh = rng.normal(size=(n, d)).astype(dtype)
+            vh = rng.normal(size=(n, 1)).astype(dtype)
+            ls = float(np.sqrt(d))
+            gamma = 1 / (2 * ls * ls)
+            X, Z, v = peer.put(Xh, Zh, vh)
+            g = jax.device_put(np.asarray(gamma, dtype), peer.dev)
+            _sync_all(X, Z, v, g)
+            ffi = jax.jit(lambda a, b, w, _ls=ls: F.kernel_matvec(a, b, w, "rbf", {"lengthscale": _ls}))
+            t_nk = best_time(lambda: ffi(X, Z, v).block_until_ready(), 3)
+            out = np.asarray(ffi(X, Z, v))
+            itemsize = np.dtype(dtype).itemsize
+            k_bytes = n * n * itemsize
+            fits = total_mem is not None and 3 * k_bytes < 0.9 * total_mem
+            if fits:
+                t_full = best_time(lambda: peer.matvec(X, Z, v, g).block_until_ready(), 3)
+                full_mib = peer.xla_bytes(peer.matvec, Xh, Zh, vh, np.asarray(gamma, dtype))
+            else:
+                t_full, full_mib = None, None
+
+            def blocked(a, b, w, gg):
+                ab = a.reshape(a.shape[0] // rows_blk, rows_blk, a.shape[1])
+                return jax.lax.map(lambda xb: jnp.matmul(peer.rbf_raw(xb, b, gg), w, precision=hi), ab).reshape(
+                    a.shape[0], -1)
+
+            blocked = jax.jit(blocked)
+            t_blk = best_time(lambda: blocked(X, Z, v, g).block_until_ready(), 2)
+            ref = np.asarray(blocked(X, Z, v, g))
+            err = _check(f"ffi matvec d={d}", out, ref, 1e-4 if dtype == np.float32 else 1e-11)
+            blk_bytes = peer.xla_bytes(blocked, Xh, Zh, vh, np.asarray(gamma, dtype))
+            t_ko, ko_err = None, None
+            if keops is not None and keops.ok:
+                run = keops.prepare(Xh, Zh, vh, float(gamma))
+                t_ko = best_time(run, 3)
+                ko_err = _check(f"keops d={d}", run().cpu().numpy(), ref, 1e-3 if dtype == np.float32 else 1e-10)
+            xla_best = min(t for t in (t_full, t_blk) if t is not None)
+            temp = _matvec_temp_bytes(n, n, 1, itemsize, sms)
+            rows.append([np.dtype(dtype).name, n, d, 1, fmt_s(t_nk),
+                         fmt_s(t_full) if t_full else f"does not fit ({k_bytes / 2**30:.0f} GiB for K)",
+                         fmt_s(t_blk), _ratio(xla_best, t_nk), _ms(t_ko), _ratio(t_ko, t_nk),
+                         f"{temp / MIB:.1f}", f"{full_mib / MIB:.0f}" if full_mib else "-",
+                         f"{blk_bytes / MIB:.0f}" if blk_bytes else "-", f"{err:.1e}",
+                         f"{ko_err:.1e}" if ko_err is not None else "-"])
+            if summary is not None:
+                nm = np.dtype(dtype).name
+                target = 3.0 if dtype == np.float32 else 2.0
+                summary.append([f"matvec FFI {nm} n={n} d={d}", fmt_s(t_nk), f"XLA {fmt_s(xla_best)}",
+                                _ratio(xla_best, t_nk), f">= {target:.0f}x XLA",
+                                "yes" if xla_best / t_nk >= target else "no"])
+                if dtype == np.float32:
+                    summary.append([f"matvec FFI {nm} n={n} d={d}", fmt_s(t_nk),
+                                    f"KeOps {_ms(t_ko)}" if t_ko else "KeOps -", _ratio(t_ko, t_nk), ">= 1x KeOps",
+                                    ("yes" if t_ko / t_nk >= 1 else "no") if t_ko else "-"])
+            print("ffi_matvec", rows[-1], file=sys.stderr, flush=True)
+            del X, Z, v
+    header = ["dtype", "n = m", "d", "t", "ntkit fused custom call (jit, device)", "XLA materialise K, K @ v",
+              f"XLA lax.map {rows_blk}-row blocks", "best XLA / ntkit", "KeOps LazyTensor (torch)", "KeOps / ntkit",
+              "ntkit temporaries MiB", "XLA materialise MiB", "XLA blocked MiB", "rel. diff vs XLA",
+              "KeOps rel. diff vs XLA"]
+    note = "" if keops is None or keops.ok else f"\n\nKeOps column: {keops.why}."
+    return table(header, rows) + note
+
+
 def main():
-    quick = "--quick" in sys.argv
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--section", default="all",
+                    help="comma-separated subset of: " + ", ".join(SECTIONS) + " (default: all)")
+    ap.add_argument("--no-keops", action="store_true", help="leave the KeOps column out")
+    ap.add_argument("--out", default=None, help="write the markdown here (default: RESULTS_GPU.md on a full run)")
+    args = ap.parse_args()
+    chosen = list(SECTIONS) if args.section == "all" else [s.strip() for s in args.section.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        ap.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    quick = args.quick
     import ntkit_native as nn
 
     if not nn.has_cuda():
@@ -307,31 +525,68 @@ def main():
         return 0
     t0 = time.time()
     peer = Peer()
-    parts = [
-        "### RBF `gram` (n x m output downloaded to the host)", "", bench_gram(peer, quick), "",
-        "### Fused `kernel_matvec` (RBF): K(X, Z) @ v without storing K", "", bench_matvec(peer, quick), "",
-        "### `batched_gram`", "", bench_batched(peer, quick), "",
-    ]
+    summary = []
+    keops = KeOps(enabled=not args.no_keops) if "ffi_matvec" in chosen else None
+    parts = []
+    timings = []
+    for name in chosen:
+        title, fn = SECTIONS[name]
+        if name.startswith("ffi_"):
+            if peer.jax is None:
+                parts += [title, "", "skipped: jax has no GPU backend", ""]
+                continue
+            if "CUDA" not in _ffi().platforms():
+                parts += [title, "", "skipped: ntkit_native has no CUDA FFI targets (built without jaxlib?)", ""]
+                continue
+        ts = time.time()
+        if name == "ffi_matvec":
+            body = fn(peer, quick, keops=keops, summary=summary)
+        elif name == "ffi_gram":
+            body = fn(peer, quick, summary=summary)
+        else:
+            body = fn(peer, quick)
+        timings.append(f"{name} {time.time() - ts:.0f} s")
+        parts += [title, "", body, ""]
+    if summary:
+        parts += ["### Summary (issue 20 targets)", "",
+                  table(["case", "ntkit", "peer", "peer / ntkit", "target", "met"], summary), ""]
+    info = nn.info()
     text = "\n".join([
         "# GPU benchmark results",
         "",
         "Written by `python benchmarks/bench_gpu.py` (see its docstring for the method). Every table",
         "compares ntkit_native's CUDA kernels with the peer on the same data, on the same GPU, in the",
         "same run. host->host = numpy in, numpy out (upload + compute + download); 'kernels' = the",
-        "extension's compute kernels alone (CUDA events); 'device' = the peer on device-resident",
-        "arrays. Times are the best of 3 after a warm-up. Ratios > 1 mean ntkit is faster.",
+        "extension's compute kernels alone (CUDA events); 'device' = device-resident arrays (the XLA",
+        "FFI custom calls of ntkit_native._jax_ffi and the peer). Times are the best of 3 after a",
+        "warm-up. Ratios > 1 mean ntkit is faster.",
         "",
         f"GPU: {gpu_description()}. Peer: {peer.name}, every product at precision HIGHEST (true FP32/FP64).",
+        f"ntkit_native: cuBLAS {'yes' if info.get('cublas') else 'no (own GEMM)'}, "
+        f"XLA FFI platforms {info.get('ffi_platforms')}.",
         f"Host: {_machine()}.",
-        f"Total benchmark time: {time.time() - t0:.0f} s{' (quick mode)' if quick else ''}.",
+        f"Total benchmark time: {time.time() - t0:.0f} s ({', '.join(timings)}){' (quick mode)' if quick else ''}.",
         "",
         *parts,
     ])
-    out = pathlib.Path(__file__).with_name("RESULTS_GPU.md")
-    out.write_text(text + "\n")
     print(text)
-    print(f"wrote {out}")
+    out = args.out
+    if out is None and set(chosen) == set(SECTIONS) and not quick:
+        out = str(pathlib.Path(__file__).with_name("RESULTS_GPU.md"))
+    if out:
+        pathlib.Path(out).write_text(text + "\n")
+        print(f"wrote {out}")
     return 0
+
+
+SECTIONS = {
+    "gram": ("### RBF `gram` (n x m output downloaded to the host)", bench_gram),
+    "matvec": ("### Fused `kernel_matvec` (RBF): K(X, Z) @ v without storing K", bench_matvec),
+    "batched": ("### `batched_gram`", bench_batched),
+    "ffi_gram": ("### RBF `gram` through the XLA FFI custom call (device-resident jax arrays)", bench_ffi_gram),
+    "ffi_matvec": ("### Fused `kernel_matvec` (RBF) through the XLA FFI custom call (device-resident)",
+                   bench_ffi_matvec),
+}
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ on first use and cached; :func:`is_available` tells whether it can be imported.
 
 Operations
 ----------
-``gram(X, Z=None, kernel_id="rbf", params=None, *, device="cpu")``
+``gram(X, Z=None, kernel_id="rbf", params=None, *, device=None)``
     Kernel matrix ``K[i, j] = k(X[i], Z[j])``. ``Z=None`` means ``Z is X``: only
     the upper block triangle is computed and mirrored, and the diagonal uses the
     exact ``x == z`` formula, so the result is exactly symmetric.
-``kernel_matvec(X, Z, v, kernel_id="rbf", params=None, *, block_rows=None, block_cols=None, device="cpu")``
+``kernel_matvec(X, Z, v, kernel_id="rbf", params=None, *, block_rows=None, block_cols=None, device=None)``
     ``K(X, Z) @ v`` without materialising ``K`` (tiles of
     ``block_rows x block_cols`` per thread are computed, transformed and
     multiplied while hot).
@@ -27,25 +27,47 @@ Operations
     antithetic termination (even ``n_walks``), bit 1: repelling walks. Counter-based
     randomness: the result does not depend on threads or on how starts are split.
     Returns ``(row_ptr, cols, vals, n_steps)`` (CSR rows in the order of ``starts``). CPU only.
-``batched_gram(A, B=None, reduce="none", *, device="cpu")``
+``batched_gram(A, B=None, reduce="none", *, device=None)``
     ``A_i @ B_i.T`` for each batch entry (``(b, n, m)``) or their sum
     (``reduce="sum"``, ``(n, m)``). ``B=None`` means ``B is A``.
 
-CUDA (``device="cuda"``)
-------------------------
-Host arrays in, host arrays out: each call uploads its inputs, runs the kernels
-(own tiled FP32/FP64 GEMM, no TF32) and downloads the result. Copies of 8 MiB
-or more go through two pinned 32 MiB staging buffers that are allocated once per
-process, so the DMA overlaps a multi-threaded host copy. The non-symmetric
-``gram`` streams its output through a 256 MiB device buffer in row slabs, so it
-is not limited by GPU memory. The symmetric ``gram`` (``Z=None``) and
-``batched_gram`` keep their whole output on the device. The private
-``_C._cuda_last_profile()`` returns the upload, kernel and download times
-(CUDA events) and the device bytes of the last CUDA call.
+Devices
+-------
+``device=None`` (default) computes where the data lives: numpy (and other CPU
+arrays) on the CPU, CUDA tensors (torch, cupy, jax, ... through DLPack) on their
+GPU. ``device="cuda"`` sends numpy inputs through the GPU; ``device="cpu"`` with
+CUDA tensors is an error.
+
+CUDA, numpy in and out (``device="cuda"``): each call uploads its inputs, runs
+the kernels and downloads the result. Copies of 8 MiB or more go through two
+pinned 32 MiB staging buffers allocated once per process, so the DMA overlaps a
+multi-threaded host copy. The non-symmetric ``gram`` streams its output through
+a 256 MiB device buffer in row slabs, so it is not limited by GPU memory. The
+private ``_C._cuda_last_profile()`` returns the upload, kernel and download
+times (CUDA events) and the device bytes of the last such call.
+
+CUDA tensors in (any object with ``__dlpack__`` / ``__dlpack_device__`` on a
+CUDA device): the inputs are read in place (``__dlpack__(stream=1)``, i.e. made
+ready on the legacy default stream; C-contiguous, float32/float64, one device),
+the result is a new device array on the same GPU, returned as the input's
+framework type (``torch.Tensor``, ``cupy.ndarray``, ``jax.Array``) or, for other
+producers, as a :class:`DeviceArray` that any DLPack consumer accepts. No host
+copies; the call waits for the GPU before returning (the inputs can be freed
+right after). NaN / Inf in the inputs are detected on the device. CPU tensors
+with ``__dlpack__`` (torch CPU tensors, ...) are viewed as numpy arrays and take
+the numpy path (numpy out).
+
+Kernels: the inner products of ``gram`` and ``batched_gram`` go through cuBLAS
+when the extension was built with it (``info()["cublas"]``; default math mode,
+never TF32), then one pass applies the kernel transform; otherwise the
+extension's own tiled GEMM with the transform fused. ``kernel_matvec`` is one
+fused, register-tiled kernel that never writes K. jax arrays are better served
+by :mod:`ntkit_native._jax_ffi` (XLA FFI custom calls on XLA's own stream).
 
 Input policy
 ------------
-* Only ``numpy.ndarray`` inputs (``TypeError`` naming the argument otherwise).
+* ``numpy.ndarray`` inputs, or DLPack tensors as above (``TypeError`` naming the
+  argument otherwise).
 * dtype float32 or float64, one dtype for all arrays (never cast).
 * Non-contiguous arrays are **copied** to C order by these wrappers
   (``np.ascontiguousarray``); the raw ``_C`` functions reject them.
@@ -76,6 +98,7 @@ __all__ = [
     "KERNEL_IDS",
     "KERNEL_PARAMS",
     "DEFAULT_PARAMS",
+    "DeviceArray",
 ]
 
 __version__ = "0.1.0"
@@ -180,6 +203,7 @@ def info() -> dict:
             "available": False, "version": __version__, "cuda_compiled": False,
             "cuda_devices": 0, "openmp": False, "omp_max_threads": 0, "blas": None,
             "kernels": list(KERNEL_IDS), "error": str(_C_error),
+            "ffi": False, "ffi_platforms": [], "cublas": False,
         }
     d = dict(mod.info())
     d["available"] = True
@@ -254,10 +278,129 @@ def _check_kernel(kernel_id, params):
 
 def _check_device(device):
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        raise ValueError(f"device must be 'cpu', 'cuda' or None, got {device!r}")
     if device == "cuda" and not has_cuda():
         raise RuntimeError("device='cuda' requested but CUDA is not available "
                            "(ntkit_native built without CUDA or no CUDA device present)")
+
+
+# ----------------------------------------------------------------- DLPack
+_DL_CPU, _DL_CUDA = 1, 2
+
+
+class DeviceArray:
+    """A CUDA result of ntkit_native for a DLPack producer it does not know.
+
+    Hand it to any DLPack consumer (``torch.from_dlpack``, ``cupy.from_dlpack``,
+    ``jax.dlpack.from_dlpack``, ...): the device buffer is passed on without a copy.
+    The data is ready when the object is created; it can be exported once.
+
+    Attributes
+    ----------
+    shape : tuple of int
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+    device_id : int
+        The CUDA device.
+    """
+
+    __slots__ = ("_capsule", "shape", "dtype", "device_id")
+
+    def __init__(self, capsule, shape, dtype, device_id):
+        self._capsule = capsule
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.device_id = int(device_id)
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):  # noqa: ARG002
+        if copy:
+            raise BufferError("DeviceArray cannot be exported with copy=True")
+        if self._capsule is None:
+            raise BufferError("this DeviceArray was already exported (a DLPack capsule is single-use)")
+        cap, self._capsule = self._capsule, None
+        return cap
+
+    def __dlpack_device__(self):
+        return (_DL_CUDA, self.device_id)
+
+    def __repr__(self):
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype}, device=cuda:{self.device_id})"
+
+
+def _dlpack_device_type(a, name):
+    """None for numpy / None / non-DLPack objects, else the DLPack device type (1 CPU, 2 CUDA)."""
+    np = _np()
+    if a is None or isinstance(a, np.ndarray) or not hasattr(a, "__dlpack__"):
+        return None
+    try:
+        dev = a.__dlpack_device__()
+        kind = int(dev[0])
+    except Exception as exc:  # noqa: BLE001
+        raise TypeError(f"{name} has __dlpack__ but no usable __dlpack_device__ ({exc})") from exc
+    if kind not in (_DL_CPU, _DL_CUDA):
+        raise TypeError(f"{name} lives on DLPack device type {kind}; only CPU (1) and CUDA (2) are supported")
+    return kind
+
+
+def _route(device, named):
+    """True when the inputs are CUDA tensors (computed on their GPU), False for host arrays.
+
+    Host DLPack tensors are viewed as numpy arrays (np.from_dlpack); mixing CUDA tensors
+    with host arrays is an error. Returns (on_cuda, arrays).
+    """
+    np = _np()
+    kinds = [(_dlpack_device_type(a, nm), nm) for nm, a in named]
+    cuda = [nm for k, nm in kinds if k == _DL_CUDA]
+    if cuda:
+        host = [nm for (k, nm), (_, a) in zip(kinds, named) if a is not None and k != _DL_CUDA]
+        if host:
+            raise TypeError(f"{cuda[0]} is a CUDA tensor but {host[0]} is not: all arrays must live on one device")
+        if device == "cpu":
+            raise ValueError(f"device='cpu' but {cuda[0]} is a CUDA tensor (its data is not copied to the host)")
+        if not has_cuda():
+            raise RuntimeError(f"{cuda[0]} is a CUDA tensor but ntkit_native has no CUDA support "
+                               "(built without CUDA or no CUDA device present)")
+        return True, [a for _, a in named]
+    out = []
+    for (k, nm), (_, a) in zip(kinds, named):
+        if k == _DL_CPU:
+            try:
+                a = np.from_dlpack(a)
+            except Exception as exc:  # noqa: BLE001
+                raise TypeError(f"{nm} could not be viewed as a numpy array through DLPack ({exc})") from exc
+        out.append(a)
+    return False, out
+
+
+def _capsule(a):
+    if a is None:
+        return None
+    try:
+        return a.__dlpack__(stream=1)  # ready on the legacy default stream, where the extension computes
+    except TypeError:
+        return a.__dlpack__()
+
+
+def _wrap_result(res, like):
+    capsule, shape, dtype, dev = res
+    arr = DeviceArray(capsule, shape, dtype, dev)
+    lib = type(like).__module__.split(".")[0]
+    try:
+        if lib == "torch":
+            import torch  # noqa: PLC0415
+
+            return torch.from_dlpack(arr)
+        if lib == "cupy":
+            import cupy  # noqa: PLC0415
+
+            return cupy.from_dlpack(arr)
+        if lib in ("jax", "jaxlib"):
+            import jax  # noqa: PLC0415
+
+            return jax.dlpack.from_dlpack(arr)
+    except ImportError:
+        pass
+    return arr
 
 
 # ----------------------------------------------------------------- public ops
@@ -271,40 +414,57 @@ def _check_xz(X, Z):
     return X, Z
 
 
-def gram(X, Z=None, kernel_id="rbf", params=None, *, device="cpu"):
-    """Kernel matrix K(X, Z) of shape (n, m); ``Z=None`` -> exactly symmetric K(X, X)."""
+def gram(X, Z=None, kernel_id="rbf", params=None, *, device=None):
+    """Kernel matrix K(X, Z) of shape (n, m); ``Z=None`` -> exactly symmetric K(X, X).
+
+    ``device``: None = where the data lives, "cpu" or "cuda" (see the module notes).
+    """
     mod = _require()
+    on_cuda, (X, Z) = _route(device, (("X", X), ("Z", Z)))
+    if on_cuda:
+        p = _check_kernel(kernel_id, params)
+        return _wrap_result(mod.gram_dlpack(_capsule(X), _capsule(Z), kernel_id, p), X)
     X, Z = _check_xz(X, Z)
     p = _check_kernel(kernel_id, params)
+    device = "cpu" if device is None else device
     _check_device(device)
     return mod.gram(X, Z, kernel_id, p, device)
 
 
 def kernel_matvec(X, Z, v, kernel_id="rbf", params=None, *, block_rows=None, block_cols=None,
-                  device="cpu"):
+                  device=None):
     """K(X, Z) @ v for v of shape (m,) -> (n,) or (m, t) -> (n, t), without materialising K.
 
-    ``Z=None`` means Z is X; the diagonal of K is then the exact k(x, x).
+    ``Z=None`` means Z is X; the diagonal of K is then the exact k(x, x). ``block_rows`` /
+    ``block_cols`` tune the CPU tiles (ignored on the GPU).
     """
     mod = _require()
+    for nm, b in (("block_rows", block_rows), ("block_cols", block_cols)):
+        if b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1):
+            raise ValueError(f"{nm} must be a positive int or None, got {b!r}")
+    on_cuda, (X, Z, v) = _route(device, (("X", X), ("Z", Z), ("v", v)))
+    if on_cuda:
+        p = _check_kernel(kernel_id, params)
+        return _wrap_result(mod.kernel_matvec_dlpack(_capsule(X), _capsule(Z), _capsule(v), kernel_id, p), X)
     X, Z = _check_xz(X, Z)
     v = _check_array(v, "v", (1, 2), X.dtype, "X")
     m = X.shape[0] if Z is None else Z.shape[0]
     if v.shape[0] != m:
         raise ValueError(f"v has {v.shape[0]} rows but Z has {m} rows")
-    for nm, b in (("block_rows", block_rows), ("block_cols", block_cols)):
-        if b is not None and (isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1):
-            raise ValueError(f"{nm} must be a positive int or None, got {b!r}")
     p = _check_kernel(kernel_id, params)
+    device = "cpu" if device is None else device
     _check_device(device)
     return mod.kernel_matvec(X, Z, v, kernel_id, p, block_rows, block_cols, device)
 
 
-def batched_gram(A, B=None, reduce="none", *, device="cpu"):
+def batched_gram(A, B=None, reduce="none", *, device=None):
     """Stack of A_i @ B_i.T, shape (b, n, m), or with reduce="sum" their sum (n, m)."""
     mod = _require()
     if reduce not in ("none", "sum"):
         raise ValueError(f"reduce must be 'none' or 'sum', got {reduce!r}")
+    on_cuda, (A, B) = _route(device, (("A", A), ("B", B)))
+    if on_cuda:
+        return _wrap_result(mod.batched_gram_dlpack(_capsule(A), _capsule(B), reduce), A)
     A = _check_array(A, "A", (3,))
     if B is not None:
         B = _check_array(B, "B", (3,), A.dtype, "A")
@@ -312,6 +472,7 @@ def batched_gram(A, B=None, reduce="none", *, device="cpu"):
             raise ValueError(f"A has batch size {A.shape[0]} but B has batch size {B.shape[0]}")
         if B.shape[2] != A.shape[2]:
             raise ValueError(f"A has {A.shape[2]} features but B has {B.shape[2]} features")
+    device = "cpu" if device is None else device
     _check_device(device)
     return mod.batched_gram(A, B, reduce, device)
 

@@ -3,8 +3,9 @@
 #
 #   tools/sanitize.sh [asan] [pytest args...]   ASan + UBSan build in build/sanitize/, native tests
 #                                               (args replace the default test selection)
-#   tools/sanitize.sh cuda  [cuda_smoke args]   compute-sanitizer memcheck + racecheck on
-#                                               tests/native/cuda_smoke.py (skips without a GPU)
+#   tools/sanitize.sh cuda  [cuda_smoke args]   compute-sanitizer memcheck + racecheck + initcheck on
+#                                               tests/native/cuda_smoke.py (skips without a GPU);
+#                                               SANITIZE_FFI=1 adds memcheck of the XLA FFI CUDA handlers
 #
 # asan: builds ntkit_native._C with NTKIT_SANITIZE=1 (setup.py: -O1 -g -fno-omit-frame-pointer
 # -fno-wrapv -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all, CPU only,
@@ -81,7 +82,14 @@ assert nn.has_cuda(), 'CUDA build without a usable device'"
     run "$CS" --tool memcheck --leak-check full --error-exitcode 99 "$PY" tests/native/cuda_smoke.py "$@"
     run "$CS" --tool memcheck --error-exitcode 99 "$PY" tests/native/cuda_smoke.py --zchunks "$@"
     run "$CS" --tool racecheck --error-exitcode 99 "$PY" tests/native/cuda_smoke.py --small "$@"
-    [[ $status == 0 ]] && echo "sanitize-cuda: memcheck and racecheck clean" || echo "sanitize-cuda: FAILED" >&2
+    run "$CS" --tool initcheck --error-exitcode 99 "$PY" tests/native/cuda_smoke.py --small "$@"
+    # Opt-in: the XLA FFI CUDA handlers on XLA's stream (needs jax with a GPU; XLA itself runs under
+    # the sanitizer too, which is slow): SANITIZE_FFI=1 make sanitize-cuda
+    if [[ ${SANITIZE_FFI:-0} == 1 ]]; then
+        run env XLA_PYTHON_CLIENT_PREALLOCATE=false "$CS" --tool memcheck --error-exitcode 99 \
+            "$PY" tests/native/cuda_smoke.py --small --ffi "$@"
+    fi
+    [[ $status == 0 ]] && echo "sanitize-cuda: memcheck, racecheck and initcheck clean" || echo "sanitize-cuda: FAILED" >&2
     exit $status
 fi
 

@@ -163,14 +163,16 @@ GRAM_DIMS = {"n": (0, 5), "m": (0, 5), "d": (0, 4), "z": (0, 1), "k": (0, 11), "
 XZ = {"X": Arg((2,), extra=NATIVE_EXTRA), "Z": Arg((2,), extra=NATIVE_EXTRA)}
 GRAM_PARAMS = dict(BAD_KPARAMS, kernel_id=["rbff", None, 3, ""], params=["notadict", [1.0], {"bogus": 1.0}],
                    device=["gpu", None, 1])
+#: the public wrappers take device=None ("where the data lives": numpy → cpu); the raw _C functions do not
+WRAPPER_GRAM_PARAMS = dict(GRAM_PARAMS, device=["gpu", 1])
 PARAM_ALIASES = {"params": ("parameter",), "kernel_id": ("kernel",)}
 #: extreme but valid kernel parameters: the result must be finite or the call must raise naming them
 EXTREME_KPARAMS = {"lengthscale": [1e-300, 1e-200, 1e300], "weight_std": [1e200], "bias_std": [1e300],
                    "gamma": [1e300], "degree": [10**6]}
 
 
-def _matvec_params():
-    return dict(GRAM_PARAMS, block_rows=BAD_BLOCK, block_cols=BAD_BLOCK)
+def _matvec_params(wrapper=False):
+    return dict(WRAPPER_GRAM_PARAMS if wrapper else GRAM_PARAMS, block_rows=BAD_BLOCK, block_cols=BAD_BLOCK)
 
 
 # ------------------------------------------------------------------------------------- batched_gram
@@ -306,7 +308,7 @@ def _entries():
         "native.gram", ("ntkit_native.gram",), _build_gram,
         lambda a: nn.gram(a["X"], a["Z"], a["kernel_id"], a["params"], device=a["device"]),
         lambda a, dims, r: [("K", r, _gram_shape(dims))], XZ, GRAM_DIMS, (("Z", 1, "X"), ("X", 1, "Z")),
-        params=GRAM_PARAMS, may_raise=("f32",), param_aliases=PARAM_ALIASES, check=_check_gram, f32_out=True,
+        params=WRAPPER_GRAM_PARAMS, may_raise=("f32",), param_aliases=PARAM_ALIASES, check=_check_gram, f32_out=True,
         special_params=EXTREME_KPARAMS,
         timeout=60)
     E["native._C.gram"] = Entry(
@@ -323,7 +325,7 @@ def _entries():
         lambda a: nn.kernel_matvec(a["X"], a["Z"], a["v"], a["kernel_id"], a["params"], block_rows=a["block_rows"],
                                    block_cols=a["block_cols"], device=a["device"]),
         lambda a, dims, r: [("Kv", r, _matvec_shape(dims))], mv_arrays, mv_dims,
-        (("Z", 1, "X"), ("X", 1, "Z"), ("v", 0, "Z")), params=_matvec_params(), may_raise=("f32",),
+        (("Z", 1, "X"), ("X", 1, "Z"), ("v", 0, "Z")), params=_matvec_params(wrapper=True), may_raise=("f32",),
         param_aliases=PARAM_ALIASES, check=_check_matvec, f32_out=True, timeout=60,
         special_params=EXTREME_KPARAMS)
     E["native._C.kernel_matvec"] = Entry(
@@ -342,7 +344,8 @@ def _entries():
     E["native.batched_gram"] = Entry(
         "native.batched_gram", ("ntkit_native.batched_gram",), _build_batched,
         lambda a: nn.batched_gram(a["A"], a["B"], a["reduce"], device=a["device"]),
-        lambda a, dims, r: [("G", r, _batched_shape(dims))], bg_arrays, bg_dims, bg_mismatch, params=bg_params,
+        lambda a, dims, r: [("G", r, _batched_shape(dims))], bg_arrays, bg_dims, bg_mismatch,
+        params=dict(bg_params, device=["gpu"]),
         may_raise=("f32",), check=_check_batched, f32_out=True, timeout=60)
     E["native._C.batched_gram"] = Entry(
         "native._C.batched_gram", ("ntkit_native._C.batched_gram",), _build_batched,
@@ -382,7 +385,16 @@ def _entries():
 TABLE = _entries() if nn.is_available() else {}
 
 #: Public (or raw-binding) callables with array arguments that are not fuzzed, with the reason.
-EXEMPT = {}
+_DLPACK_WHY = ("raw DLPack entry point for CUDA tensors only, reached through the public wrappers with CUDA "
+               "arrays; a CPU-only build raises before reading anything, and the CUDA build's input checks are "
+               "tested on a GPU in tests/native/test_cuda_engine.py")
+EXEMPT = {
+    "ntkit_native._C.gram_dlpack": _DLPACK_WHY,
+    "ntkit_native._C.kernel_matvec_dlpack": _DLPACK_WHY,
+    "ntkit_native._C.batched_gram_dlpack": _DLPACK_WHY,
+    "ntkit_native._C.ffi_targets": "takes a platform name and returns PyCapsules of the XLA FFI handlers; no "
+                                   "buffers (the handlers' input checks are tested in tests/native/test_ffi.py)",
+}
 
 
 # ------------------------------------------------------------------------------------- tests

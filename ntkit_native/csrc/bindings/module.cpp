@@ -10,14 +10,20 @@
 
 #include <cmath>
 #include <atomic>
+#include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "ntkit/cpu_ops.hpp"
+#include "ntkit/dlpack_abi.hpp"
 #include "ntkit/kernels.hpp"
 #ifdef NTKIT_WITH_CUDA
 #include "ntkit/cuda_ops.hpp"
+#endif
+#ifdef NTKIT_WITH_FFI
+#include "ntkit/ffi_targets.hpp"
 #endif
 
 namespace py = pybind11;
@@ -150,9 +156,7 @@ void check_finite(const Arr& r, const char* name) {
 // A kernel result must be finite when its inputs are: NaN or Inf there means a parameter the
 // dtype cannot represent on this data (an inf*0 in Matern 5/2 with a tiny lengthscale, weight_std**2
 // or gamma**degree overflowing), which is an error, never a silent NaN.
-void check_result(const py::array& out, const char* op, const std::string& kernel, py::handle params) {
-    const bool f32 = out.itemsize() == 4;
-    if (out.size() == 0 || all_finite(out.data(), static_cast<index_t>(out.size()), f32)) return;
+[[noreturn]] void throw_nonfinite(const char* op, const std::string& kernel, py::handle params, bool f32) {
     const std::string ps = params.is_none() ? std::string("(defaults)") : py::repr(params).cast<std::string>();
     throw py::value_error(std::string(op) + ": kernel '" + kernel + "' with parameters " + ps +
                           " gave NaN or Inf on finite inputs: a parameter is outside what " +
@@ -160,6 +164,12 @@ void check_result(const py::array& out, const char* op, const std::string& kerne
                           " can represent on this data (e.g. a lengthscale far below the spacing of the "
                           "points, or weight_std**2, bias_std**2, gamma**degree overflowing); rescale the "
                           "parameters or the data");
+}
+
+void check_result(const py::array& out, const char* op, const std::string& kernel, py::handle params) {
+    const bool f32 = out.itemsize() == 4;
+    if (out.size() == 0 || all_finite(out.data(), static_cast<index_t>(out.size()), f32)) return;
+    throw_nonfinite(op, kernel, params, f32);
 }
 
 void check_same_dtype(const Arr& a, const char* an, const Arr& b, const char* bn) {
@@ -496,6 +506,364 @@ py::tuple py_grf_features(py::handle indptr_o, py::handle indices_o, py::handle 
     return py::make_tuple(rp_a, c_a, v_a, steps);
 }
 
+// ---------------------------------------------------------------- XLA FFI targets
+std::vector<std::string> ffi_platforms() {
+    std::vector<std::string> out;
+#ifdef NTKIT_WITH_FFI
+    for (const auto& t : ntkit::ffi_targets::targets()) {
+        bool seen = false;
+        for (const auto& p : out) seen = seen || p == t.platform;
+        if (!seen) out.emplace_back(t.platform);
+    }
+#endif
+    return out;
+}
+
+// name -> PyCapsule holding the XLA_FFI_Handler* (for jax.ffi.register_ffi_target);
+// platform None: {platform: {name: capsule}} for every platform of the build.
+py::dict ffi_targets(py::handle platform_obj) {
+    py::dict d;
+#ifdef NTKIT_WITH_FFI
+    if (platform_obj.is_none()) {
+        for (const auto& p : ffi_platforms()) d[py::str(p)] = ffi_targets(py::str(p));
+        return d;
+    }
+    const std::string platform = platform_obj.cast<std::string>();
+    bool known = false;
+    for (const auto& t : ntkit::ffi_targets::targets()) {
+        if (platform != t.platform) continue;
+        known = true;
+        d[py::str(t.name)] = py::capsule(t.handler);
+    }
+    if (!known)
+        throw py::value_error("no XLA FFI targets for platform '" + platform + "' (built for: " +
+                              [] {
+                                  std::string s;
+                                  for (const auto& p : ffi_platforms()) s += (s.empty() ? "" : ", ") + p;
+                                  return s;
+                              }() +
+                              ")");
+#else
+    (void)platform_obj;
+    throw std::runtime_error("ntkit_native was built without XLA FFI support (jaxlib headers not found at build time)");
+#endif
+    return d;
+}
+
+// ---------------------------------------------------------------- DLPack (CUDA tensors)
+namespace dl = ntkit::dlpack;
+
+// A consumed "dltensor" capsule: renamed "used_dltensor"; the producer's deleter runs
+// when this object goes out of scope (with the GIL held).
+class DlInput {
+   public:
+    DlInput(py::handle cap, const char* name) : name_(name) {
+        if (!PyCapsule_IsValid(cap.ptr(), "dltensor"))
+            throw py::type_error(std::string(name) + ": expected an unconsumed DLPack capsule ('dltensor')");
+        mt_ = static_cast<dl::ManagedTensor*>(PyCapsule_GetPointer(cap.ptr(), "dltensor"));
+        if (mt_ == nullptr) throw py::error_already_set();
+        if (PyCapsule_SetName(cap.ptr(), "used_dltensor") != 0) throw py::error_already_set();
+    }
+    ~DlInput() {
+        if (mt_ != nullptr && mt_->deleter != nullptr) mt_->deleter(mt_);
+    }
+    DlInput(const DlInput&) = delete;
+    DlInput& operator=(const DlInput&) = delete;
+
+    const dl::Tensor& t() const { return mt_->dl_tensor; }
+    int itemsize() const { return t().dtype.bits / 8; }
+    int device() const { return t().device.device_id; }
+    index_t dim(int k) const { return index_t(t().shape[k]); }
+    index_t size() const {
+        index_t s = 1;
+        for (int k = 0; k < t().ndim; ++k) s *= dim(k);
+        return s;
+    }
+    const void* data() const { return static_cast<const char*>(t().data) + t().byte_offset; }
+
+    // CUDA device, float32/float64, ndim in [lo, hi], C-contiguous, aligned.
+    void check(int lo, int hi) const {
+        const dl::Tensor& x = t();
+        if (x.device.device_type != dl::kCUDA)
+            throw py::type_error(std::string(name_) + " is a DLPack tensor on device type " +
+                                 std::to_string(x.device.device_type) + "; expected a CUDA device (2)");
+        if (x.dtype.code != dl::kFloat || (x.dtype.bits != 32 && x.dtype.bits != 64) || x.dtype.lanes != 1)
+            throw py::type_error(std::string(name_) + " has an unsupported dtype (code " +
+                                 std::to_string(x.dtype.code) + ", " + std::to_string(x.dtype.bits) +
+                                 " bits); expected float32 or float64");
+        if (x.ndim < lo || x.ndim > hi)
+            throw py::value_error(std::string(name_) + " must be " + std::to_string(lo) + "-D" +
+                                  (lo == hi ? std::string() : " or " + std::to_string(hi) + "-D") + ", got " +
+                                  std::to_string(x.ndim) + "-D");
+        if (size() > 0) {
+            if (x.strides != nullptr) {
+                int64_t expect = 1;
+                for (int k = x.ndim - 1; k >= 0; --k) {
+                    if (x.shape[k] != 1 && x.strides[k] != expect)
+                        throw py::value_error(std::string(name_) +
+                                              " must be C-contiguous (device tensors are not copied; "
+                                              "call .contiguous() / cupy.ascontiguousarray first)");
+                    expect *= x.shape[k];
+                }
+            }
+            if (reinterpret_cast<std::uintptr_t>(data()) % std::uintptr_t(itemsize()) != 0)
+                throw py::value_error(std::string(name_) + " must be aligned");
+        }
+    }
+
+   private:
+    dl::ManagedTensor* mt_ = nullptr;
+    const char* name_;
+};
+
+#ifdef NTKIT_WITH_CUDA
+struct DlOutput {
+    dl::ManagedTensor mt{};
+    int64_t shape[3] = {0, 0, 0};
+};
+
+void dl_output_deleter(dl::ManagedTensor* self) {
+    if (self == nullptr) return;
+    DlOutput* o = static_cast<DlOutput*>(self->manager_ctx);
+    ntkit::cuda::device_free(self->dl_tensor.data);
+    delete o;
+}
+
+void dl_capsule_destructor(PyObject* cap) {
+    // never handed to a consumer: free it here (a consumer renames it "used_dltensor")
+    if (PyCapsule_IsValid(cap, "dltensor")) {
+        auto* mt = static_cast<dl::ManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
+        if (mt != nullptr && mt->deleter != nullptr) mt->deleter(mt);
+    } else {
+        PyErr_Clear();
+    }
+}
+
+// A fresh device buffer of the given shape (float32/float64) owned by a DLPack managed tensor.
+class DlResult {
+   public:
+    DlResult(std::vector<int64_t> shape, int itemsize, int device) : o_(new DlOutput) {
+        index_t count = 1;
+        for (size_t k = 0; k < shape.size(); ++k) {
+            o_->shape[k] = shape[k];
+            count *= shape[k];
+        }
+        dl::Tensor& t = o_->mt.dl_tensor;
+        t.data = ntkit::cuda::device_malloc(std::size_t(count) * std::size_t(itemsize));
+        t.device = {dl::kCUDA, device};
+        t.ndim = int32_t(shape.size());
+        t.dtype = {dl::kFloat, uint8_t(itemsize * 8), 1};
+        t.shape = o_->shape;
+        t.strides = nullptr;
+        t.byte_offset = 0;
+        o_->mt.manager_ctx = o_;
+        o_->mt.deleter = dl_output_deleter;
+        count_ = count;
+    }
+    ~DlResult() {
+        if (o_ != nullptr) dl_output_deleter(&o_->mt);
+    }
+    void* data() const { return o_->mt.dl_tensor.data; }
+    index_t count() const { return count_; }
+    py::tuple release(int itemsize, int device) {
+        py::tuple shape(o_->mt.dl_tensor.ndim);
+        for (int k = 0; k < o_->mt.dl_tensor.ndim; ++k) shape[k] = py::int_(o_->shape[k]);
+        PyObject* cap = PyCapsule_New(&o_->mt, "dltensor", dl_capsule_destructor);
+        if (cap == nullptr) throw py::error_already_set();
+        o_ = nullptr;  // owned by the capsule now
+        return py::make_tuple(py::reinterpret_steal<py::object>(cap), shape, itemsize == 4 ? "float32" : "float64",
+                              device);
+    }
+
+   private:
+    DlOutput* o_;
+    index_t count_ = 0;
+};
+
+class DeviceGuard {
+   public:
+    explicit DeviceGuard(int dev) : prev_(ntkit::cuda::exchange_device(dev)) {}
+    ~DeviceGuard() {
+        try {
+            ntkit::cuda::exchange_device(prev_);
+        } catch (...) {
+        }
+    }
+
+   private:
+    int prev_;
+};
+
+void dl_check_finite(const DlInput& a, const char* name) {
+    bool ok;
+    {
+        py::gil_scoped_release nogil;
+        ok = a.itemsize() == 4 ? ntkit::cuda::all_finite_device(static_cast<const float*>(a.data()), a.size(), nullptr)
+                               : ntkit::cuda::all_finite_device(static_cast<const double*>(a.data()), a.size(), nullptr);
+    }
+    if (!ok) throw py::value_error(std::string(name) + " contains NaN or Inf");
+}
+
+bool dl_result_finite(const DlResult& r, int itemsize) {
+    py::gil_scoped_release nogil;
+    return itemsize == 4 ? ntkit::cuda::all_finite_device(static_cast<const float*>(r.data()), r.count(), nullptr)
+                         : ntkit::cuda::all_finite_device(static_cast<const double*>(r.data()), r.count(), nullptr);
+}
+
+void dl_same(const DlInput& a, const char* an, const DlInput& b, const char* bn) {
+    if (a.itemsize() != b.itemsize())
+        throw py::type_error(std::string(bn) + " has dtype " + (b.itemsize() == 4 ? "float32" : "float64") + " but " +
+                             an + " has dtype " + (a.itemsize() == 4 ? "float32" : "float64") +
+                             "; all arrays must share one dtype");
+    if (a.device() != b.device())
+        throw py::value_error(std::string(an) + " and " + bn + " are on different CUDA devices (" +
+                              std::to_string(a.device()) + " and " + std::to_string(b.device()) + ")");
+}
+#endif
+
+#ifndef NTKIT_WITH_CUDA
+[[noreturn]] void no_cuda_dlpack() {
+    throw std::runtime_error("CUDA tensors need ntkit_native built with CUDA (NTKIT_CUDA=1 on a machine with a GPU)");
+}
+#endif
+
+// The *_dlpack functions take DLPack capsules of CUDA tensors (the Python wrappers obtain them
+// with __dlpack__(stream=1): ready on the legacy default stream), compute on the device with the
+// stream-ordered entry points on that stream, wait for the result, and return
+// (capsule, shape, dtype name, device id) of a new device array. No host copies.
+py::tuple py_gram_dlpack(py::handle Xc, py::handle Zc, const std::string& kernel, py::handle params) {
+#ifdef NTKIT_WITH_CUDA
+    const ntkit::KernelId kid = ntkit::kernel_from_name(kernel);
+    const ntkit::KernelParams p = parse_params(kid, params);
+    DlInput X(Xc, "X");
+    X.check(2, 2);
+    std::unique_ptr<DlInput> Z;
+    if (!Zc.is_none()) {
+        Z.reset(new DlInput(Zc, "Z"));
+        Z->check(2, 2);
+        dl_same(X, "X", *Z, "Z");
+        if (Z->dim(1) != X.dim(1))
+            throw py::value_error("X has " + std::to_string(X.dim(1)) + " features but Z has " +
+                                  std::to_string(Z->dim(1)) + " features");
+    }
+    DeviceGuard guard(X.device());
+    dl_check_finite(X, "X");
+    if (Z) dl_check_finite(*Z, "Z");
+    const index_t n = X.dim(0), d = X.dim(1), m = Z ? Z->dim(0) : n;
+    DlResult out({n, m}, X.itemsize(), X.device());
+    {
+        py::gil_scoped_release nogil;
+        if (X.itemsize() == 4)
+            ntkit::cuda::gram_device<float>(static_cast<const float*>(X.data()), n,
+                                            Z ? static_cast<const float*>(Z->data()) : nullptr, m, d, !Z, kid, p,
+                                            static_cast<float*>(out.data()), nullptr);
+        else
+            ntkit::cuda::gram_device<double>(static_cast<const double*>(X.data()), n,
+                                             Z ? static_cast<const double*>(Z->data()) : nullptr, m, d, !Z, kid, p,
+                                             static_cast<double*>(out.data()), nullptr);
+    }
+    if (!dl_result_finite(out, X.itemsize())) throw_nonfinite("gram", kernel, params, X.itemsize() == 4);
+    return out.release(X.itemsize(), X.device());
+#else
+    (void)Xc, (void)Zc, (void)kernel, (void)params;
+    no_cuda_dlpack();
+    return py::tuple();
+#endif
+}
+
+py::tuple py_kernel_matvec_dlpack(py::handle Xc, py::handle Zc, py::handle Vc, const std::string& kernel,
+                                  py::handle params) {
+#ifdef NTKIT_WITH_CUDA
+    const ntkit::KernelId kid = ntkit::kernel_from_name(kernel);
+    const ntkit::KernelParams p = parse_params(kid, params);
+    DlInput X(Xc, "X");
+    X.check(2, 2);
+    std::unique_ptr<DlInput> Z;
+    if (!Zc.is_none()) {
+        Z.reset(new DlInput(Zc, "Z"));
+        Z->check(2, 2);
+        dl_same(X, "X", *Z, "Z");
+        if (Z->dim(1) != X.dim(1))
+            throw py::value_error("X has " + std::to_string(X.dim(1)) + " features but Z has " +
+                                  std::to_string(Z->dim(1)) + " features");
+    }
+    DlInput V(Vc, "v");
+    V.check(1, 2);
+    dl_same(X, "X", V, "v");
+    const index_t n = X.dim(0), d = X.dim(1), m = Z ? Z->dim(0) : n;
+    if (V.dim(0) != m)
+        throw py::value_error("v has " + std::to_string(V.dim(0)) + " rows but Z has " + std::to_string(m) + " rows");
+    const bool vec = V.t().ndim == 1;
+    const index_t t = vec ? 1 : V.dim(1);
+    DeviceGuard guard(X.device());
+    dl_check_finite(X, "X");
+    if (Z) dl_check_finite(*Z, "Z");
+    dl_check_finite(V, "v");
+    DlResult out(vec ? std::vector<int64_t>{n} : std::vector<int64_t>{n, t}, X.itemsize(), X.device());
+    {
+        py::gil_scoped_release nogil;
+        if (X.itemsize() == 4)
+            ntkit::cuda::kernel_matvec_device<float>(
+                static_cast<const float*>(X.data()), n, Z ? static_cast<const float*>(Z->data()) : nullptr, m, d,
+                static_cast<const float*>(V.data()), t, kid, p, static_cast<float*>(out.data()), !Z, nullptr);
+        else
+            ntkit::cuda::kernel_matvec_device<double>(
+                static_cast<const double*>(X.data()), n, Z ? static_cast<const double*>(Z->data()) : nullptr, m, d,
+                static_cast<const double*>(V.data()), t, kid, p, static_cast<double*>(out.data()), !Z, nullptr);
+    }
+    if (!dl_result_finite(out, X.itemsize())) throw_nonfinite("kernel_matvec", kernel, params, X.itemsize() == 4);
+    return out.release(X.itemsize(), X.device());
+#else
+    (void)Xc, (void)Zc, (void)Vc, (void)kernel, (void)params;
+    no_cuda_dlpack();
+    return py::tuple();
+#endif
+}
+
+py::tuple py_batched_gram_dlpack(py::handle Ac, py::handle Bc, const std::string& reduce) {
+#ifdef NTKIT_WITH_CUDA
+    if (reduce != "none" && reduce != "sum")
+        throw py::value_error("reduce must be 'none' or 'sum', got '" + reduce + "'");
+    DlInput A(Ac, "A");
+    A.check(3, 3);
+    std::unique_ptr<DlInput> B;
+    if (!Bc.is_none()) {
+        B.reset(new DlInput(Bc, "B"));
+        B->check(3, 3);
+        dl_same(A, "A", *B, "B");
+        if (B->dim(0) != A.dim(0))
+            throw py::value_error("A has batch size " + std::to_string(A.dim(0)) + " but B has batch size " +
+                                  std::to_string(B->dim(0)));
+        if (B->dim(2) != A.dim(2))
+            throw py::value_error("A has " + std::to_string(A.dim(2)) + " features but B has " +
+                                  std::to_string(B->dim(2)) + " features");
+    }
+    DeviceGuard guard(A.device());
+    dl_check_finite(A, "A");
+    if (B) dl_check_finite(*B, "B");
+    const index_t b = A.dim(0), n = A.dim(1), pp = A.dim(2), m = B ? B->dim(1) : n;
+    const bool rs = reduce == "sum";
+    DlResult out(rs ? std::vector<int64_t>{n, m} : std::vector<int64_t>{b, n, m}, A.itemsize(), A.device());
+    {
+        py::gil_scoped_release nogil;
+        if (A.itemsize() == 4)
+            ntkit::cuda::batched_gram_device<float>(static_cast<const float*>(A.data()), b, n,
+                                                    B ? static_cast<const float*>(B->data()) : nullptr, m, pp, !B, rs,
+                                                    static_cast<float*>(out.data()), nullptr);
+        else
+            ntkit::cuda::batched_gram_device<double>(static_cast<const double*>(A.data()), b, n,
+                                                     B ? static_cast<const double*>(B->data()) : nullptr, m, pp, !B,
+                                                     rs, static_cast<double*>(out.data()), nullptr);
+        ntkit::cuda::stream_synchronize(nullptr);
+    }
+    return out.release(A.itemsize(), A.device());
+#else
+    (void)Ac, (void)Bc, (void)reduce;
+    no_cuda_dlpack();
+    return py::tuple();
+#endif
+}
+
 py::dict py_info() {
     ensure_blas();
     py::dict d;
@@ -512,6 +880,14 @@ py::dict py_info() {
     d["blas"] = g_blas_name;
     d["blas_threads_local"] = ntkit::cpu::blas_threads_local() != nullptr;
     d["kernels"] = ntkit::kernel_names();
+    const std::vector<std::string> plats = ffi_platforms();
+    d["ffi"] = !plats.empty();
+    d["ffi_platforms"] = plats;
+#ifdef NTKIT_WITH_CUDA
+    d["cublas"] = ntkit::cuda::cublas_compiled();
+#else
+    d["cublas"] = false;
+#endif
     return d;
 }
 
@@ -532,6 +908,34 @@ PYBIND11_MODULE(_C, m) {
           py::arg("starts"), py::arg("n_walks"), py::arg("p_halt"), py::arg("modulation"), py::arg("seed"),
           py::arg("mode"), "Graph random features of the start nodes (CSR rows); see ntkit_native.grf_features.");
     m.def("info", &py_info);
+    m.def("ffi_platforms", &ffi_platforms,
+          "Platforms ('cpu', 'CUDA') with XLA FFI targets in this build (empty without FFI).");
+    m.def("ffi_targets", &ffi_targets, py::arg("platform") = py::none(),
+          "XLA FFI handlers: dict name -> PyCapsule for one platform ('cpu', 'CUDA'), or "
+          "{platform: {name: capsule}} when platform is None (for jax.ffi.register_ffi_target).");
+    m.def("gram_dlpack", &py_gram_dlpack, py::arg("X"), py::arg("Z"), py::arg("kernel_id"), py::arg("params"));
+    m.def("kernel_matvec_dlpack", &py_kernel_matvec_dlpack, py::arg("X"), py::arg("Z"), py::arg("v"),
+          py::arg("kernel_id"), py::arg("params"));
+    m.def("batched_gram_dlpack", &py_batched_gram_dlpack, py::arg("A"), py::arg("B"), py::arg("reduce") = "none");
+    // GEMM back end of the CUDA path (tests, benchmarks): (use_cublas, syrk); None without CUDA.
+    m.def("_cuda_get_tuning", []() -> py::object {
+#ifdef NTKIT_WITH_CUDA
+        const ntkit::cuda::Tuning t = ntkit::cuda::get_tuning();
+        return py::make_tuple(t.use_cublas, t.syrk);
+#else
+        return py::none();
+#endif
+    });
+    m.def("_cuda_set_tuning", [](bool use_cublas, bool syrk) {
+#ifdef NTKIT_WITH_CUDA
+        ntkit::cuda::Tuning t;
+        t.use_cublas = use_cublas;
+        t.syrk = syrk;
+        ntkit::cuda::set_tuning(t);
+#else
+        (void)use_cublas, (void)syrk;
+#endif
+    }, py::arg("use_cublas"), py::arg("syrk"));
     m.def("cuda_device_count", &cuda_devices);
     m.def("_cuda_set_slab_bytes", [](long long bytes) -> long long {
 #ifdef NTKIT_WITH_CUDA
