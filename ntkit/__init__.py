@@ -39,6 +39,17 @@ def backends_info() -> dict:
         native = {"available": False, "error": str(exc)}
     info["native"] = native
     info["default_backend_rule"] = "jax arrays -> jax; else native if built and the kernel is implemented; else numpy"
+    if info["jax"]:
+        from ._device import devices_info
+
+        try:
+            info["devices"] = devices_info()
+        except Exception as exc:  # never fail here: this is a diagnostic
+            info["devices"] = [{"error": str(exc)}]
+    else:
+        info["devices"] = []
+    info["device_rule"] = ("jax arrays stay on their device; numpy data use the host engines, or the device named "
+                           "by device= / config_context(device=...); estimators' 'auto' uses a GPU when jax has one")
     info["cpu_count"] = os.cpu_count()
     return info
 
@@ -68,5 +79,13 @@ def show_backends(file=None) -> dict:
     else:
         lines.append(f"  native : not available ({native.get('error', 'extension not built')})")
     lines.append(f"  auto   : {info['default_backend_rule']}")
+    for d in info.get("devices", []):
+        if "error" in d:
+            lines.append(f"  device : unavailable ({d['error']})")
+            continue
+        mem = (f", {d['bytes_limit'] / 2**30:.1f} GiB pool ({d['bytes_in_use'] / 2**30:.1f} in use)"
+               if "bytes_limit" in d else "")
+        lines.append(f"  device : jax {d['platform']}:{d['id']} {d['kind']}{mem}")
+    lines.append(f"  devices: {info['device_rule']}")
     print("\n".join(lines), file=out)
     return info

@@ -19,7 +19,7 @@ from ._validation import InvalidParameterError
 __all__ = ["config_context", "get_config", "parse_memory", "available_memory", "default_memory_budget"]
 
 _BACKENDS = ("auto", "numpy", "jax", "native")
-_DEFAULTS: dict[str, Any] = {"backend": "auto", "memory_budget": None, "verbose": False}
+_DEFAULTS: dict[str, Any] = {"backend": "auto", "memory_budget": None, "verbose": False, "device": "auto"}
 _config: contextvars.ContextVar[dict] = contextvars.ContextVar("ntkit_config", default=_DEFAULTS)
 
 _UNITS = {
@@ -118,7 +118,8 @@ def resolve_budget(memory_budget: Any) -> int:
 
 
 @contextlib.contextmanager
-def config_context(*, backend: str | None = None, memory_budget: Any = None, verbose: bool | None = None):
+def config_context(*, backend: str | None = None, memory_budget: Any = None, verbose: bool | None = None,
+                   device: Any = None):
     """Set ntkit defaults inside a ``with`` block (thread- and async-safe).
 
     Parameters
@@ -130,6 +131,18 @@ def config_context(*, backend: str | None = None, memory_budget: Any = None, ver
         Default workspace budget in bytes (or ``"512MiB"``-style string).
     verbose : bool, optional
         Default for progress reporting.
+    device : {"auto", "cpu", "gpu"} or jax.Device, optional
+        Where solvers and estimators run numpy data inside the block (see :mod:`ntkit._device`
+        for the whole rule): ``"cpu"`` / ``"gpu"`` move the data to that jax device once and
+        return numpy results; ``"auto"`` restores the default (jax arrays stay on their device,
+        numpy data use the host engines; estimators use a GPU when jax has one).
+
+    Examples
+    --------
+    >>> import ntkit
+    >>> with ntkit.config_context(device="cpu"):
+    ...     ntkit.get_config()["device"]
+    'cpu'
     """
     new = dict(_config.get())
     if backend is not None:
@@ -143,6 +156,10 @@ def config_context(*, backend: str | None = None, memory_budget: Any = None, ver
         new["memory_budget"] = memory_budget
     if verbose is not None:
         new["verbose"] = bool(verbose)
+    if device is not None:
+        from ._device import _check_option
+
+        new["device"] = _check_option(device, "config_context")
     token = _config.set(new)
     try:
         yield new

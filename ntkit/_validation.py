@@ -167,8 +167,11 @@ def check_data(
         raise ValueError(f"{name} must have at least {min_rows} rows; got shape {tuple(X.shape)}.")
     if finite and X.size:
         if jax_in:
+            import jax
             import jax.numpy as jnp
 
+            if isinstance(X, jax.core.Tracer) and not hasattr(X, "primal"):
+                return X  # under jit the values are not known: NaN propagates, as everywhere in jax
             ok = bool(jnp.isfinite(X).all())
         else:
             ok = bool(np.isfinite(X).all())

@@ -12,6 +12,11 @@ Backends
 2. otherwise, if :mod:`ntkit_native` is built and implements the kernel → ``"native"``;
 3. otherwise → ``"numpy"``.
 
+``backend="native"`` with jax arrays calls the same engine through XLA FFI custom calls
+(:mod:`ntkit_native._jax_ffi`): on the arrays' own buffers, on their device (CPU, or the GPU on
+XLA's stream), eagerly and under ``jax.jit``; it is not differentiable. ``"auto"`` keeps jax
+arrays on XLA (differentiable, and measured as fast or faster for the block sizes ntkit plans).
+
 ``ntkit.config_context(backend=...)`` replaces ``"auto"`` for a ``with`` block.
 Whatever the backend, numpy in gives numpy out, jax in gives jax out, and the
 output dtype is the common dtype of the inputs (float32 only when all are float32).
@@ -24,10 +29,12 @@ from typing import Any, Iterator, Literal, NamedTuple
 import numpy as np
 
 from .._config import _config, available_memory, resolve_budget
+from .._device import device_budget
 from .._validation import InvalidParameterError, check_data, is_jax_array
-from ..kernels._base import Kernel
+from ..kernels._base import Kernel, _is_tracer
 from ._backends import _jax as jax_backend
 from ._backends import _native as native_backend
+from ._backends import _native_jax as native_jax_backend
 from ._backends import _numpy as numpy_backend
 from ._blocks import plan_blocks
 
@@ -133,13 +140,21 @@ def _setup(kernel, X, Z, backend, extra=()) -> tuple[_Problem, list]:
     dtype = np.result_type(*[np.dtype(a.dtype) for a in arrays])
     backend = resolve_backend(backend, kernel, jax_in=jax_in, params=params)
     work = dtype
+    if backend == "native" and jax_in and not native_jax_backend.available():
+        raise RuntimeError(
+            "backend='native' with jax arrays needs ntkit_native's XLA FFI targets, which this build lacks "
+            "(jaxlib's headers were not found when it was compiled; see ntkit.show_backends()); reinstall with "
+            "jax installed, pass numpy arrays, or use backend='jax'.")
     for attempt in range(2):
-        if backend == "jax":
+        if backend == "jax" or (backend == "native" and jax_in):
             import jax.numpy as jnp
 
             with jax_backend.x64_scope(work):
                 conv = [None if a is None else jnp.asarray(a, dtype=work) for a in (X, Z, *extra)]
-                Xp, Zp = kernel._prepare(jnp, conv[0], conv[1], params)
+                if conv[1] is None:
+                    Xp, Zp = kernel._prepare(jnp, conv[0], None, params)
+                else:  # Z anchors the preparation: a row's result then does not depend on the other rows of X
+                    Zp, Xp = kernel._prepare(jnp, conv[1], conv[0], params)
             xp = jnp
         else:
             conv = [None if a is None else c_aligned(a, work) for a in (X, Z, *extra)]
@@ -147,12 +162,37 @@ def _setup(kernel, X, Z, backend, extra=()) -> tuple[_Problem, list]:
             Xp = c_aligned(Xp, work)
             Zp = None if Zp is None else c_aligned(Zp, work)
             xp = np
-        if attempt or work != np.float32 or not _f32_unsafe(xp, kernel, (Xp, Zp), int(X.shape[1])):
+        if attempt or work != np.float32 or _is_tracer(Xp) or not _f32_unsafe(xp, kernel, (Xp, Zp), int(X.shape[1])):
             break
         work = np.dtype(np.float64)  # float32 would overflow (or underflow the norms): compute in float64
     prob = _Problem(kernel, params, Xp, Zp, int(X.shape[1]), backend, jax_in, dtype,
                     None if work == dtype else np.dtype(work))
     return prob, conv[2:]
+
+
+def _budget(prob: _Problem, memory_budget) -> int:
+    """The workspace budget: of the arrays' device for jax work on a device with allocator limits
+    (a GPU; see :func:`ntkit._device.device_budget`), else the host budget."""
+    if prob.backend == "jax" and is_jax_array(prob.X) and not _is_tracer(prob.X):  # (under jit/grad: host rule)
+        from .._device import _array_device
+
+        return device_budget(_array_device(prob.X), memory_budget)
+    return resolve_budget(memory_budget)
+
+
+def _room_for_result(prob: _Problem):
+    """Bytes free where the result will live: the jax device's pool for jax output on a device with
+    allocator statistics, else host memory."""
+    if prob.jax_in and prob.backend == "jax" and is_jax_array(prob.X) and not _is_tracer(prob.X):
+        from .._device import _array_device
+
+        try:
+            stats = _array_device(prob.X).memory_stats()
+        except Exception:  # noqa: BLE001
+            stats = None
+        if stats and "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), "on the device"
+    return available_memory(), "in host memory"
 
 
 def _finish(prob: _Problem, out):
@@ -204,18 +244,22 @@ def gram(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", memory_budget=
     >>> gram(RBF(1.0), X).shape
     (5, 5)
     """
-    memory_budget = resolve_budget(memory_budget)
     prob, _ = _setup(kernel, X, Z, backend)
+    memory_budget = _budget(prob, memory_budget)
     n = prob.X.shape[0]
     m = n if prob.Z is None else prob.Z.shape[0]
     need = n * m * np.dtype(prob.dtype).itemsize
-    if need > available_memory():
+    have, where = _room_for_result(prob)
+    if need > have:
         raise MemoryError(
             f"The ({n}, {m}) Gram matrix needs {need / 2**30:.1f} GiB but only "
-            f"{available_memory() / 2**30:.1f} GiB are available; use ntkit.ops.kernel_matvec, "
+            f"{have / 2**30:.1f} GiB are available {where}; use ntkit.ops.kernel_matvec, "
             "ntkit.ops.KernelOperator or ntkit.ops.iter_gram_blocks, which stream in blocks."
         )
-    if prob.backend == "native":
+    if prob.backend == "native" and prob.jax_in:  # XLA FFI custom call on the arrays' own buffers
+        with jax_backend.x64_scope(prob.work):
+            out = native_jax_backend.gram(prob.kernel._native_spec(prob.params), prob.X, prob.Z)
+    elif prob.backend == "native":
         out = native_backend.gram(prob.kernel._native_spec(prob.params), prob.X, prob.Z)
     elif prob.backend == "jax":
         with jax_backend.x64_scope(prob.work):
@@ -258,7 +302,6 @@ def kernel_matvec(kernel: Kernel, X, Z, v, *, backend: Backend = "auto", memory_
     >>> bool(np.allclose(kernel_matvec(RBF(), X, Z, v), gram(RBF(), X, Z) @ v))
     True
     """
-    memory_budget = resolve_budget(memory_budget)
     if v is None:
         raise ValueError("v is required; got None.")
     v = check_data(v, "v", ndim=(1, 2))
@@ -267,9 +310,13 @@ def kernel_matvec(kernel: Kernel, X, Z, v, *, backend: Backend = "auto", memory_
     if m is not None and v.shape[0] != m:
         raise ValueError(f"v must have {m} rows to match Z (or X when Z is None); found shape {tuple(v.shape)}.")
     prob, (vv,) = _setup(kernel, X, Z, backend, extra=(v,))
+    memory_budget = _budget(prob, memory_budget)
     one_d = vv.ndim == 1
     v2 = vv[:, None] if one_d else vv
-    if prob.backend == "native":
+    if prob.backend == "native" and prob.jax_in:  # fused custom call: K is never stored
+        with jax_backend.x64_scope(prob.work):
+            out = native_jax_backend.matvec(prob.kernel._native_spec(prob.params), prob.X, prob.Z, v2)
+    elif prob.backend == "native":
         m = prob.X.shape[0] if prob.Z is None else prob.Z.shape[0]
         br, bc = native_backend.matvec_tiles(prob.X.shape[0], m, prob.X.shape[1], v2.shape[1],
                                              np.dtype(prob.work).itemsize, memory_budget)
@@ -304,8 +351,8 @@ def iter_gram_blocks(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", me
     >>> sum(b.size for _, _, b in iter_gram_blocks(Laplace(), X, memory_budget=2048))
     100
     """
-    memory_budget = resolve_budget(memory_budget)
     prob, _ = _setup(kernel, X, X if Z is None else Z, backend)
+    memory_budget = _budget(prob, memory_budget)
     n, m = prob.X.shape[0], prob.Z.shape[0]
     plan = plan_blocks(n, m, n_features=prob.X.shape[1], itemsize=np.dtype(prob.work).itemsize,
                        memory_budget=memory_budget)
@@ -314,7 +361,10 @@ def iter_gram_blocks(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", me
         for j0 in range(0, m, plan.block_cols):
             cols = slice(j0, min(j0 + plan.block_cols, m))
             Xb, Zb = prob.X[rows], prob.Z[cols]
-            if prob.backend == "native":
+            if prob.backend == "native" and prob.jax_in:
+                with jax_backend.x64_scope(prob.work):
+                    blk = native_jax_backend.gram(prob.kernel._native_spec(prob.params), Xb, Zb)
+            elif prob.backend == "native":
                 blk = native_backend.gram(prob.kernel._native_spec(prob.params), np.ascontiguousarray(Xb),
                                           np.ascontiguousarray(Zb))
             elif prob.backend == "jax":

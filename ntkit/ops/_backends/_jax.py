@@ -136,6 +136,21 @@ def gram(kernel, params, X, Z, n_features, memory_budget, *, to_numpy=False):
     return rows[0] if len(rows) == 1 else jnp.concatenate(rows, axis=0)
 
 
+#: Largest row / column blocks of the jax matvec (rows: fixed, so results are row-invariant;
+#: a GPU needs larger blocks to be busy).
+ROW_BLOCK_CPU, COL_BLOCK_CPU = 2048, 4096
+ROW_BLOCK_GPU, COL_BLOCK_GPU = 8192, 16384
+
+
+def _platform(a):
+    try:
+        return next(iter(a.devices())).platform
+    except Exception:  # noqa: BLE001  (numpy input: the jax default device)
+        import jax
+
+        return jax.devices()[0].platform
+
+
 def matvec(kernel, params, X, Z, v, n_features, memory_budget):
     """``K(X, Z) @ v``; ``Z=None`` means Z = X (then the diagonal is the kernel's exact one)."""
     _, jnp = _jax()
@@ -146,9 +161,14 @@ def matvec(kernel, params, X, Z, v, n_features, memory_budget):
     if n == 0 or m == 0:
         return jnp.zeros((n, t), dtype=X.dtype)
     fn = _matvec_fn(_Key(kernel, kernel._static_key(params)), n_features, sym)
-    plan = plan_blocks(n, m, n_features=X.shape[1], n_targets=t, itemsize=X.dtype.itemsize,
+    # Row blocks of a fixed size (planned as if n were unbounded, capped): every row of X is then
+    # computed by the same compiled block, so a row's result does not depend on how many other
+    # rows X has or where it sits (scikit-learn's subset / sample-order invariance, bit for bit).
+    gpu = _platform(X) != "cpu"
+    plan = plan_blocks(1 << 40, m, n_features=X.shape[1], n_targets=t, itemsize=X.dtype.itemsize,
                        memory_budget=memory_budget)
-    br, bc = plan.block_rows, min(plan.block_cols, 4096)
+    br, bc = min(plan.block_rows, ROW_BLOCK_GPU if gpu else ROW_BLOCK_CPU), min(plan.block_cols,
+                                                                             COL_BLOCK_GPU if gpu else COL_BLOCK_CPU)
     nb = -(-m // bc)
     # Padded rows of Z meet zero rows of v, so they add nothing.
     Zb = _pad_rows(jnp, Z, nb * bc).reshape(nb, bc, Z.shape[1])
