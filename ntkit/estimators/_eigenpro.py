@@ -9,7 +9,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import check_array_arg, check_same_rows
-from ..kernels import Laplace
+from ..kernels import Kernel, Laplace
 from ..solvers import eigenpro
 
 __all__ = ["EigenProRegressor", "EigenProClassifier"]
@@ -25,8 +25,9 @@ def _check_xy(X, y, y_ndim, labels=False):
 class _EigenProBase(BaseEstimator):
     def __init__(self, kernel=None, *, n_centers=None, ridge=0.0, n_eigen="auto", subsample_size="auto",
                  batch_size="auto", epochs=10, tol=None, warm_start=False, random_state=None, memory_budget=None,
-                 verbose=False):
+                 verbose=False, device="auto"):
         self.kernel = kernel
+        self.device = device
         self.n_centers = n_centers
         self.ridge = ridge
         self.n_eigen = n_eigen
@@ -55,20 +56,55 @@ class _EigenProBase(BaseEstimator):
             centers = X[np.sort(rng.choice(len(X), size=int(self.n_centers), replace=False))]
         warm = self.warm_start and hasattr(self, "result_") and self.result_.weights.shape[0] == (
             len(X) if centers is None else len(centers))
+        from .._device import device_name, resolve_device
+
+        placement = resolve_device(self.device, owner=type(self).__name__)
+        on_device = placement.on_device and isinstance(kernel, Kernel)
+        self.__dict__.pop("_device_cache", None)
         res = eigenpro(kernel, X, Y, centers=centers, ridge=self.ridge, n_eigen=self.n_eigen,
                        subsample_size=self.subsample_size, batch_size=self.batch_size, epochs=self.epochs,
                        tol=self.tol, random_state=seed, verbose=self.verbose, memory_budget=self.memory_budget,
-                       init=self.result_.weights if warm else None)
+                       init=self.result_.weights if warm else None, device=placement.device if on_device else None)
+        self.device_ = device_name(placement.device) if on_device else None
         self.result_ = res
+        if on_device:  # centers and weights moved once, kept beside the fitted result for predict
+            self._device_cache = self._device_arrays(res)
         self.kernel_ = kernel
         self.history_ = res.history
         return self
+
+    def _device_arrays(self, res):
+        import jax
+
+        from .._device import device_from_name
+
+        dev = device_from_name(self.device_)
+        with jax.enable_x64(np.dtype(res.weights.dtype) == np.float64):
+            return jax.device_put(res.centers, dev), jax.device_put(res.weights, dev)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_device_cache", None)  # device copies are rebuilt on demand
+        return state
 
     def _decision(self, X):
         check_is_fitted(self, "result_")
         check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return self.result_.predict(X)
+        if getattr(self, "device_", None) is None:
+            return self.result_.predict(X)
+        import jax
+
+        from ..ops import kernel_matvec
+
+        res = self.result_
+        with jax.enable_x64(np.dtype(res.weights.dtype) == np.float64):
+            cache = self.__dict__.get("_device_cache")
+            if cache is None:  # after unpickling: moved again for this call (predict leaves __dict__ alone)
+                cache = self._device_arrays(res)
+            C, W = cache
+            Xd = jax.device_put(np.asarray(X, dtype=res.weights.dtype), next(iter(C.devices())))
+            return np.asarray(kernel_matvec(res.kernel, Xd, C, W, memory_budget=self.memory_budget))
 
 
 class EigenProRegressor(RegressorMixin, _EigenProBase):
@@ -76,7 +112,10 @@ class EigenProRegressor(RegressorMixin, _EigenProBase):
 
     ``kernel`` defaults to ``Laplace(lengthscale=sqrt(n_features))``; any ntkit kernel (tunable
     through ``kernel__lengthscale`` in a grid search) or callable works. ``warm_start=True``
-    continues from the previous weights. See :func:`ntkit.solvers.eigenpro` for the rest.
+    continues from the previous weights. ``device`` ("auto", "cpu", "gpu" or a jax device; the rule
+    of :mod:`ntkit._device`) says where the fit and predictions run: "auto" uses a GPU when jax
+    has one, else the host engines; numpy in, numpy out on every device. See
+    :func:`ntkit.solvers.eigenpro` for the rest.
 
     Examples
     --------

@@ -72,8 +72,9 @@ class EmpiricalNTKKernel:
 
 class _NTKBase(BaseEstimator):
     def __init__(self, kernel=None, *, ridge=1e-6, solver="auto", tol=1e-8, max_iter=None, epochs=20,
-                 memory_budget=None, random_state=None, verbose=False):
+                 memory_budget=None, random_state=None, verbose=False, device="auto"):
         self.kernel = kernel
+        self.device = device
         self.ridge = ridge
         self.solver = solver
         self.tol = tol
@@ -94,11 +95,24 @@ class _NTKBase(BaseEstimator):
             raise InvalidParameterError(f"kernel must be an ntkit kernel or a callable k(A, B); got {kernel!r}.")
         return solver, kernel
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_device_cache", None)  # device copies are rebuilt on demand
+        return state
+
     def _solve(self, X, Y):
+        from .._device import device_name, resolve_device
+
         n = X.shape[0]
         solver, kernel = self._resolve(n)
         ridge = float(self.ridge)
         X64 = X.astype(np.float64, copy=False)
+        placement = resolve_device(self.device, owner=type(self).__name__)
+        self.__dict__.pop("_device_cache", None)
+        if placement.on_device and isinstance(kernel, Kernel):
+            self.device_ = device_name(placement.device)
+            return self._solve_device(X64, Y, solver, kernel, ridge, placement)
+        self.device_ = None
         if solver == "cholesky":
             def build():
                 K = _gram(kernel, X64)
@@ -146,11 +160,76 @@ class _NTKBase(BaseEstimator):
         self.X_fit_ = X64
         return self
 
+    def _solve_device(self, X64, Y, solver, kernel, ridge, placement):
+        """The fit on a jax device: the data moved once, K (Cholesky), K-products (CG) or EigenPro there."""
+        import jax
+        import jax.numpy as jnp
+
+        from .._device import device_budget
+        from ..ops import gram, kernel_matvec
+        from ..solvers._device import device_cg, device_cholesky
+
+        dev = placement.device
+        with jax.enable_x64(True):
+            Xd = jax.device_put(X64, dev)
+            Yd = jax.device_put(np.asarray(Y, dtype=np.float64), dev)
+            budget = device_budget(dev, self.memory_budget)
+            if solver == "cholesky":
+                K = gram(kernel, Xd, memory_budget=budget)
+                K = K + ridge * jnp.eye(K.shape[0], dtype=K.dtype)
+                L, _ = device_cholesky(K, what=f"the training kernel matrix plus ridge={ridge:g}", stacklevel=5)
+                del K
+                alpha = jax.scipy.linalg.cho_solve((L, True), Yd)
+                self.n_iter_ = 1
+            elif solver == "cg":
+                maxiter = self.max_iter if self.max_iter is not None else 10 * X64.shape[0]
+
+                def matvec(V):
+                    return kernel_matvec(kernel, Xd, None, V, memory_budget=budget) + ridge * V
+
+                alpha, hist = device_cg(matvec, Yd, tol=self.tol, maxiter=maxiter, verbose=bool(self.verbose),
+                                        label=f"{type(self).__name__} CG")
+                self.n_iter_ = max(1, len(hist))
+                if hist and hist[-1] >= self.tol:
+                    warnings.warn(f"CG stopped after {len(hist)} iterations without reaching tol={self.tol:g} "
+                                  f"(relative residual {hist[-1]:.2e}); raise ridge or max_iter, or use "
+                                  "solver='eigenpro'.", RuntimeWarning, stacklevel=4)
+            else:
+                from ..solvers import eigenpro
+
+                res = eigenpro(kernel, Xd, Yd, ridge=ridge, epochs=self.epochs, tol=self.tol if self.tol else None,
+                               random_state=self.random_state, verbose=self.verbose, memory_budget=self.memory_budget)
+                alpha = res.weights.reshape(X64.shape[0], -1)
+                self.n_iter_ = len(res.history)
+            self.dual_coef_ = np.asarray(jax.device_get(alpha), dtype=np.float64)
+            self._device_cache = (Xd, alpha)
+        self.solver_ = solver
+        self.kernel_ = kernel
+        self.X_fit_ = X64
+        return self
+
+    def _decision_device(self, X64):
+        import jax
+
+        from .._device import device_from_name
+        from ..ops import kernel_matvec
+
+        with jax.enable_x64(True):
+            cache = self.__dict__.get("_device_cache")
+            if cache is None:  # after unpickling: moved again for this call (predict leaves __dict__ alone)
+                dev = device_from_name(self.device_)
+                cache = (jax.device_put(self.X_fit_, dev), jax.device_put(self.dual_coef_, dev))
+            Xd, alpha = cache
+            Xt = jax.device_put(X64, next(iter(Xd.devices())))
+            return np.asarray(kernel_matvec(self.kernel_, Xt, Xd, alpha, memory_budget=self.memory_budget))
+
     def _decision(self, X):
         check_is_fitted(self, "dual_coef_")
         check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         X64 = X.astype(np.float64, copy=False)
+        if getattr(self, "device_", None) is not None:
+            return self._decision_device(X64).astype(X.dtype, copy=False)
         if isinstance(self.kernel_, Kernel):
             from ..ops import kernel_matvec
 
@@ -181,10 +260,17 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     epochs : int, default=20
         EigenPro epochs.
     memory_budget, random_state, verbose
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where the fit and predictions run (:mod:`ntkit._device`): "auto" uses a GPU when jax
+        has one (else the host engines, as before); "cpu" / "gpu" name a jax device. The data
+        are moved there once; the factorisation, CG iterations or EigenPro steps run on the
+        device in float64; ``predict`` returns numpy. An ntkit kernel is needed on a device
+        (a callable such as :class:`EmpiricalNTKKernel` runs on the host).
 
     Attributes
     ----------
-    dual_coef_ (n, outputs), solver_, kernel_, X_fit_, n_iter_.
+    dual_coef_ (n, outputs), solver_, kernel_, X_fit_, n_iter_, device_ (the device fitted on, as
+    ``"gpu:0"``, or None for the host engines).
 
     Examples
     --------

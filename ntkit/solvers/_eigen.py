@@ -54,7 +54,7 @@ def _eig_of_gram(K, q, method, rng):
     return np.asarray(w[order]), np.asarray(V[:, order])
 
 
-def top_eigensystem(kernel, X_sub, q, *, method="auto", random_state=None):
+def top_eigensystem(kernel, X_sub, q, *, method="auto", random_state=None, device=None):
     """Top-``q`` eigensystem of ``K(X_sub, X_sub) / s`` (Nyström estimate of the kernel operator).
 
     Parameters
@@ -66,6 +66,10 @@ def top_eigensystem(kernel, X_sub, q, *, method="auto", random_state=None):
         Number of eigenpairs (at most s).
     method : {"auto", "eigh", "randomized"}
         ``"auto"``: LAPACK ``eigh`` up to s = 4000, subspace iteration above.
+    device : None, "auto", "cpu", "gpu" or jax.Device
+        Where it runs (the rule of :mod:`ntkit._device`; ``None`` follows the data): on a jax
+        device the Gram matrix and the eigensolver run there, from the same random start, and a
+        jax ``X_sub`` gives jax eigenpairs on its device.
 
     Examples
     --------
@@ -80,15 +84,50 @@ def top_eigensystem(kernel, X_sub, q, *, method="auto", random_state=None):
     from .._validation import check_data
 
     if isinstance(kernel, str):
-        X_sub = check_data(X_sub, "X_sub", ndim=2, allow_jax=False)
+        X_sub = check_data(X_sub, "X_sub", ndim=2)
         if X_sub.shape[0] != X_sub.shape[1]:
             raise ValueError(f"with kernel='precomputed', X_sub must be a square Gram matrix; got {X_sub.shape}.")
     else:
-        X_sub = check_data(X_sub, "X_sub", ndim=2, allow_jax=False, min_rows=1)
+        X_sub = check_data(X_sub, "X_sub", ndim=2, min_rows=1)
     s = X_sub.shape[0]
     q = check_int(q, "q", "top_eigensystem", low=1, high=s)
+    from .._device import resolve_device
+    from ..kernels import Kernel
+
+    placement = resolve_device(device, X_sub, owner="top_eigensystem")
+    if placement.on_device and isinstance(kernel, Kernel):
+        return _top_eigensystem_device(kernel, X_sub, q, method, random_state, placement)
+    if placement.jax_out:  # a callable or precomputed kernel on jax data: host maths, jax results
+        es = top_eigensystem(kernel, np.asarray(X_sub), q, method=method, random_state=random_state)
+        import jax
+
+        return EigenSystem(jax.device_put(es.eigenvalues, placement.device),
+                           jax.device_put(es.eigenvectors, placement.device), es.beta)
+    X_sub = np.asarray(X_sub)
     acc = KernelAccess(kernel, X_sub)
     all_ = idx(np.arange(s))
     K = acc.block(all_, all_) / s
     w, V = _eig_of_gram(K, q, method, np.random.default_rng(random_state))
     return EigenSystem(w, V, acc.diag_max(all_))
+
+
+def _top_eigensystem_device(kernel, X_sub, q, method, random_state, placement):
+    import jax
+    import jax.numpy as jnp
+
+    from .._device import to_device
+    from ._device import DeviceKernel, eig_top
+
+    dtype = np.dtype(X_sub.dtype)
+    with jax.enable_x64(True):
+        Xd = to_device(X_sub, placement, dtype)
+        dk = DeviceKernel(kernel, Xd, dtype)
+        r = dk.rows(Xd)
+        s = Xd.shape[0]
+        K = dk.block(r.P, r.s, r.P, r.s).astype(jnp.float64) / s
+        w, V = eig_top(K, q, np.random.default_rng(random_state), method=method, eigh_max=EIGH_MAX)
+        beta = float(jax.device_get(jnp.max(dk.diag(r.s))))
+        w, V = w.astype(dtype), V.astype(dtype)  # dtype in = dtype out (the host path works in the data's dtype)
+        if not placement.jax_out:
+            return EigenSystem(np.asarray(w), np.asarray(V), beta)
+        return EigenSystem(w, V, beta)

@@ -13,7 +13,8 @@ import scipy.linalg
 from .. import _linalg
 from .._blas import matmul
 from .._config import _config, resolve_budget
-from .._validation import InvalidParameterError, check_data, check_int, check_scalar
+from .._validation import InvalidParameterError, check_data, check_int, check_scalar, is_jax_array
+from ..kernels import Kernel
 from ._access import KernelAccess, idx
 from ._eigen import _eig_of_gram
 
@@ -30,7 +31,9 @@ class EigenProResult(NamedTuple):
     """The fitted kernel model ``f(x) = Σ_j weights[j] k(x, centers[j])`` and how it was fitted.
 
     ``history`` has one dict per epoch: ``epoch``, ``train_mse`` (on up to 5000 training
-    points), ``val_mse`` (when validation data was given) and ``seconds``.
+    points), ``val_mse`` (when validation data was given), ``seconds`` (since the first epoch
+    began) and ``epoch_seconds`` (this epoch's steps, its SVRG snapshot and its training loss;
+    not the validation loss).
     """
 
     weights: np.ndarray
@@ -47,9 +50,35 @@ class EigenProResult(NamedTuple):
         if isinstance(self.kernel, str):
             raise ValueError("a model fitted on a precomputed Gram matrix predicts with K_test @ weights, where "
                              "K_test = K(X_test, X_train).")
-        X = check_data(X, "X", ndim=2, allow_jax=False)
-        acc = KernelAccess(self.kernel, self.centers)
-        return acc.matvec(X, idx(np.arange(len(self.centers))), self.weights)
+        return _predict(self.kernel, self.centers, self.weights, X)
+
+
+def _predict(kernel, centers, weights, X):
+    """``K(X, centers) @ weights``: on the device of jax arrays (jax out for jax ``X``), else on the host."""
+    if isinstance(kernel, Kernel) and (is_jax_array(X) or is_jax_array(weights) or is_jax_array(centers)):
+        from .._device import _array_device
+        from ..ops import kernel_matvec
+
+        X = check_data(X, "X", ndim=2)
+        jax_out = is_jax_array(X)
+        ref = next(a for a in (X, weights, centers) if is_jax_array(a))
+        dev = _array_device(ref)
+        import jax
+
+        put = [a if is_jax_array(a) else jax.device_put(np.asarray(a), dev) for a in (X, centers, weights)]
+        with _x64_scope() if np.dtype(put[0].dtype) == np.float64 or np.dtype(put[2].dtype) == np.float64 \
+                else _nullcontext():
+            out = kernel_matvec(kernel, put[0], put[1], put[2])
+        return out if jax_out else np.asarray(out)
+    X = check_data(X, "X", ndim=2, allow_jax=False)
+    acc = KernelAccess(kernel, _host(centers))
+    return acc.matvec(X, idx(np.arange(len(centers))), _host(weights))
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 class _Precond(NamedTuple):
@@ -222,7 +251,7 @@ def _check_common(X, y, ridge, epochs, kernel):
 
 def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample_size="auto", batch_size="auto",
              epochs=10, tol=None, X_val=None, y_val=None, checkpoint=None, random_state=None, verbose=None,
-             memory_budget=None, projection="auto", callback=None, init=None):
+             memory_budget=None, projection="auto", callback=None, init=None, device=None, stream="auto"):
     r"""Fit a kernel model by EigenPro: preconditioned SGD with analytic batch and step sizes.
 
     - ``centers=None`` → **EigenPro 2** (Ma & Belkin 2019): the model lives on the training
@@ -268,6 +297,22 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
         ``callback(epoch, batch_index, weights)`` after every batch.
     init : array (p,) or (p, c), optional
         Starting weights (warm start); zeros by default.
+    device : None, "auto", "cpu", "gpu" or jax.Device
+        Where the iteration runs (the rule of :mod:`ntkit._device`). ``None`` follows the data:
+        jax arrays run on their device and the result holds jax arrays there; numpy data run
+        on the host engines (or on the ``ntkit.config_context(device=...)`` device). On a
+        device, every step is one jit-compiled function of device arrays (no host round trip
+        within an epoch; one scalar, the training loss, is read per epoch); a host ``X``
+        (array or ``numpy.memmap``) can be streamed to the device batch by batch (EigenPro 3,
+        see ``stream``). The device path needs an ntkit kernel and, for
+        EigenPro 3, the Cholesky projection; it reaches the same iterates as the host path up
+        to rounding.
+    stream : {"auto", True, False}
+        EigenPro 3 on a device with ``X`` on the host (a numpy array or ``numpy.memmap``):
+        ``True`` streams batches of rows to the device (one batch ahead of the step that uses
+        it) instead of moving ``X`` there; ``"auto"`` streams when ``X`` would take more than
+        half of the device's free memory (where the device does not report it, half of the
+        memory budget). jax ``X`` is already on the device and never streams.
 
     Returns
     -------
@@ -284,33 +329,49 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
     >>> bool(res.history[-1]["train_mse"] < 1e-3 * np.mean(y**2))
     True
     """
-    X, y, ridge, epochs = _check_common(X, y, ridge, epochs, kernel)
+    from .._device import resolve_device
+
+    placement = resolve_device(device, X, centers, X_val, owner="eigenpro")
+    on_device = placement.on_device and isinstance(kernel, Kernel)
+    if placement.on_device and not on_device:
+        if device not in (None, "auto"):
+            raise ValueError("eigenpro on a jax device needs an ntkit kernel (ntkit.kernels); a callable or "
+                             "'precomputed' kernel runs on the host: pass numpy arrays and device=None.")
+    if on_device:
+        X, y, ridge, epochs = _check_device_common(X, y, ridge, epochs)
+    else:
+        X, y, ridge, epochs = _check_common(_host(X), _host(y), ridge, epochs, kernel)
     if projection not in ("auto", "cholesky", "eigenpro"):
         raise InvalidParameterError(f"projection must be 'auto', 'cholesky' or 'eigenpro'; got {projection!r}.")
     if isinstance(kernel, str) and centers is not None:
         raise ValueError("kernel='precomputed' supports EigenPro 2 only (centers=None); pass a kernel function "
                          "to use centers.")
     dtype = np.dtype(np.float64) if np.dtype(X.dtype) == np.float64 else np.dtype(np.float32)
-    y2 = np.asarray(y, dtype=dtype).reshape(len(y), -1)
-    single = np.asarray(y).ndim == 1
+    y2 = y.astype(dtype).reshape(y.shape[0], -1) if is_jax_array(y) else np.asarray(y, dtype=dtype).reshape(len(y), -1)
+    single = y.ndim == 1
     if centers is not None:
-        centers = check_data(centers, "centers", ndim=2, allow_jax=False, min_rows=1)
+        centers = check_data(centers, "centers", ndim=2, allow_jax=on_device, min_rows=1)
         if centers.shape[1] != X.shape[1]:
             raise ValueError(f"centers have {centers.shape[1]} features but X has {X.shape[1]}; they must match.")
-        centers = np.asarray(centers, dtype=dtype)
+        centers = centers.astype(dtype) if is_jax_array(centers) else np.asarray(centers, dtype=dtype)
     if X_val is not None:
-        X_val = check_data(X_val, "X_val", ndim=2, allow_jax=False)
+        X_val = check_data(X_val, "X_val", ndim=2, allow_jax=on_device)
         if y_val is None:
             raise ValueError("X_val was given without y_val.")
-        y_val = np.asarray(y_val, dtype=dtype).reshape(len(X_val), -1)
+        y_val = (y_val.astype(dtype).reshape(X_val.shape[0], -1) if is_jax_array(y_val) else
+                 np.asarray(y_val, dtype=dtype).reshape(len(X_val), -1))
     if checkpoint is not None and random_state is None:
         raise ValueError("checkpoint needs an explicit random_state: resuming must replay the same batches and "
                          "preconditioner.")
     seed = _seed(random_state)
     if verbose is None:
         verbose = bool(_config.get()["verbose"])
-    budget = resolve_budget(memory_budget)
-    acc = KernelAccess(kernel, X, memory_budget=budget, dtype=dtype)
+    if on_device:
+        from .._device import device_budget
+
+        budget = device_budget(placement.device, memory_budget)
+    else:
+        budget = resolve_budget(memory_budget)
     n = X.shape[0]
     c = y2.shape[1]
     if subsample_size == "auto":  # EigenPro 2's defaults; EigenPro 3's Nyström size (5000) above 10^5
@@ -327,39 +388,221 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
     per_row = dtype.itemsize * (s + 2 * p + 2 * d + 4 * c + 16) if centers is not None else \
         dtype.itemsize * (s + 2 * d + 4 * c + 16)
     max_batch = max(1, min(n, int(budget // (2 * per_row))))
-    if centers is None:
-        pc, bs, lr = _preconditioner(acc, np.arange(n), n, s, n_eigen, max_batch, ALPHA_EP2, ridge,
-                                     np.random.default_rng([seed, 0]), 2, batch_size)
-        q = pc.q
+    if on_device:
+        engine = _device_engine(kernel, X, y2, centers, placement, dtype, s, n_eigen, max_batch, ridge, seed,
+                                batch_size, budget, projection, stream)
     else:
-        bind, q, bs, lr = _ep3_setup(acc, X, centers, s, n_eigen, max_batch, ridge, projection, budget, seed,
-                                     batch_size)
-    eval_idx = np.sort(np.random.default_rng([seed, 1]).choice(n, size=min(n, EVAL_POINTS), replace=False))
-    y_scale = float(np.mean(np.square(y2))) or 1.0
+        engine = _HostEngine(kernel, X, y2, centers, dtype, s, n_eigen, max_batch, ridge, seed, batch_size, budget,
+                             projection)
+    try:
+        W, history, lr_now = _run(engine, n, p, c, dtype, seed, epochs, tol, y2, X_val, y_val, checkpoint, verbose,
+                                  callback, init, ridge, centers is not None)
+        weights = engine.finish(W)  # (inside the engine's 64-bit jax scope)
+        weights = weights[:, 0] if single else weights
+    finally:
+        engine.close()
+    ctr = centers if centers is not None else (None if isinstance(kernel, str) else X)
+    if placement.jax_out and not is_jax_array(weights):
+        weights = _to_jax(weights, placement.device)
+    elif not placement.jax_out and is_jax_array(weights):  # numpy in, numpy out
+        weights = np.asarray(weights)
+    return EigenProResult(weights, ctr, history, int(engine.bs), float(lr_now), int(engine.q), kernel, float(ridge))
 
-    state = {"weights": np.zeros((p, c), dtype), "epoch": 0, "history": []}
-    meta = {"n": int(n), "p": int(p), "c": int(c), "dtype": dtype.str, "seed": int(seed), "batch_size": int(bs),
-            "lr": float(lr), "q": int(q),
-            "ridge": ridge, "centers": centers is not None}
+
+def _host(a):
+    """numpy view of a jax array (the host engines' input); anything else unchanged."""
+    return np.asarray(a) if is_jax_array(a) else a
+
+
+def _to_jax(a, device):
+    import jax
+
+    return jax.device_put(np.asarray(a), device)
+
+
+def _check_device_common(X, y, ridge, epochs):
+    """:func:`_check_common` for data that may be jax arrays (checked where they live)."""
+    if not isinstance(X, np.memmap):
+        X = check_data(X, "X", ndim=2, min_rows=1)
+    if y is None:
+        raise ValueError("y is required; got None.")
+    if not is_jax_array(y):
+        y = np.asarray(y)
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must have shape (n,) or (n, n_outputs); got {tuple(y.shape)}.")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y has {y.shape[0]} rows but X has {X.shape[0]}; they must match.")
+    if np.dtype(y.dtype).kind not in "fiu":
+        raise ValueError("y must be finite numbers (no NaN or infinity).")
+    if is_jax_array(y):
+        import jax.numpy as jnp
+
+        finite = bool(jnp.isfinite(y).all())
+    else:
+        finite = bool(np.isfinite(y).all())
+    if not finite:
+        raise ValueError("y must be finite numbers (no NaN or infinity).")
+    ridge = check_scalar(ridge, "ridge", "eigenpro", low=0.0)
+    epochs = check_int(epochs, "epochs", "eigenpro", low=1)
+    return X, y, ridge, epochs
+
+
+def _device_engine(kernel, X, y2, centers, placement, dtype, s, n_eigen, max_batch, ridge, seed, batch_size, budget,
+                   projection, stream):
+    from . import _eigenpro_device as dev
+
+    if projection == "eigenpro":
+        raise ValueError("projection='eigenpro' (the inexact projection) runs on the host only; on a device "
+                         "EigenPro 3 projects with the Cholesky factor of K(centers, centers): use "
+                         "projection='auto' or 'cholesky', or device=None with numpy data.")
+    x64 = _x64_scope()
+    x64.__enter__()
+    try:
+        if centers is None:
+            eng = dev.DeviceEP2(kernel, X, y2, placement=placement, dtype=dtype, s=s, n_eigen=n_eigen,
+                                max_batch=max_batch, ridge=ridge, seed=seed, batch_size=batch_size, budget=budget,
+                                alpha=ALPHA_EP2, parameters=_parameters)
+        else:
+            p = centers.shape[0]
+            free = _device_free(placement.device)
+            if free is not None and 3 * p * p * 8 > free:
+                raise MemoryError(
+                    f"EigenPro 3 on the device keeps K(centers, centers)'s Cholesky factor and its inverse (float64, "
+                    f"{2 * p * p * 8 / 2**30:.1f} GiB for p = {p}, plus a p × p temporary) but the device has "
+                    f"{free / 2**30:.1f} GiB free; use fewer centers, or run on the host (device=None, numpy data) "
+                    "with projection='eigenpro'.")
+            if stream not in ("auto", True, False):
+                raise InvalidParameterError(f"stream must be 'auto', True or False; got {stream!r}.")
+            if stream == "auto":
+                x_bytes = X.shape[0] * (X.shape[1] + 1) * dtype.itemsize
+                room = _device_free(placement.device)
+                stream = not is_jax_array(X) and x_bytes > (room if room is not None else budget) // 2
+            eng = dev.DeviceEP3(kernel, X, y2, centers, placement=placement, dtype=dtype, s=s, n_eigen=n_eigen,
+                                max_batch=max_batch, ridge=ridge, seed=seed, batch_size=batch_size, budget=budget,
+                                parameters=_parameters, stream=bool(stream) and not is_jax_array(X))
+    except BaseException:
+        x64.__exit__(None, None, None)
+        raise
+    eng._x64 = x64
+    eng.close = _closing(eng.close, x64)
+    eng.finish = lambda W: W[: eng.n] if centers is None else W
+    return eng
+
+
+def _device_free(device):
+    """Free bytes in the device's XLA pool, or None when the device does not report it (jax CPU)."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001
+        return None
+    if not stats or "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def _x64_scope():
+    import jax
+
+    return jax.enable_x64(True)
+
+
+def _closing(close, x64):
+    def f():
+        try:
+            close()
+        finally:
+            x64.__exit__(None, None, None)
+
+    return f
+
+
+class _HostEngine:
+    """The host (numpy / native) EigenPro 2 and 3 behind the engine interface of :func:`_run`."""
+
+    def __init__(self, kernel, X, y2, centers, dtype, s, n_eigen, max_batch, ridge, seed, batch_size, budget,
+                 projection):
+        self.dtype = dtype
+        n = X.shape[0]
+        self.n = n
+        self.p = n if centers is None else len(centers)
+        acc = KernelAccess(kernel, X, memory_budget=budget, dtype=dtype)
+        if centers is None:
+            pc, self.bs, self.lr = _preconditioner(acc, np.arange(n), n, s, n_eigen, max_batch, ALPHA_EP2, ridge,
+                                                   np.random.default_rng([seed, 0]), 2, batch_size)
+            self.q = pc.q
+            self._step = _ep2_stepper(acc, X, y2, pc, ridge, n)
+            self._predict = lambda W, rows: acc.matvec(idx(rows), idx(np.arange(n)), W)  # noqa: E731
+            self._predict_val = lambda W, Xv: acc.matvec(Xv, idx(np.arange(n)), W)  # noqa: E731
+        else:
+            bind, self.q, self.bs, self.lr = _ep3_setup(acc, X, centers, s, n_eigen, max_batch, ridge, projection,
+                                                        budget, seed, batch_size)
+            self._step = bind(y2)
+            p = len(centers)
+            cacc = KernelAccess(kernel, centers, memory_budget=budget, dtype=dtype)
+            self._predict = lambda W, rows: cacc.matvec(np.asarray(X[rows], dtype=dtype), idx(np.arange(p)), W)  # noqa
+            self._predict_val = lambda W, Xv: cacc.matvec(Xv, idx(np.arange(p)), W)  # noqa: E731
+        self.has_vr = hasattr(self._step, "snapshot")
+        self.y2 = y2
+
+    def zeros(self, c):
+        return np.zeros((self.p, c), self.dtype)
+
+    def from_host(self, W):
+        return np.array(W, dtype=self.dtype)
+
+    def to_host(self, W):
+        return W
+
+    def copy(self, W):
+        return W.copy()
+
+    def snapshot(self, W):
+        self._step.snapshot(W)
+
+    def epoch(self, W, order, lr, *, callback=None, bar=None, epoch=0):
+        n = len(order)
+        for b, i in enumerate(range(0, n, self.bs)):
+            self._step(W, np.sort(order[i:i + self.bs]), lr)
+            if callback is not None:
+                callback(epoch, b, W)
+            if bar is not None:
+                bar.update(1)
+        return W
+
+    def mse_rows(self, W, rows):
+        return float(np.mean(np.square(self._predict(W, rows) - self.y2[rows])))
+
+    def mse_val(self, W, X_val, y_val):
+        return float(np.mean(np.square(self._predict_val(W, X_val) - y_val)))
+
+    def finish(self, W):
+        return W
+
+    def close(self):
+        pass
+
+
+def _run(engine, n, p, c, dtype, seed, epochs, tol, y2, X_val, y_val, checkpoint, verbose, callback, init, ridge,
+         has_centers):
+    """The epoch loop shared by every engine: history, roll-back, variance reduction, checkpoints."""
+    eval_idx = np.sort(np.random.default_rng([seed, 1]).choice(n, size=min(n, EVAL_POINTS), replace=False))
+    y_host = np.asarray(y2) if not is_jax_array(y2) else None
+    y_scale = float(np.mean(np.square(y_host))) if y_host is not None else float(_mean_sq(y2))
+    y_scale = y_scale or 1.0
+    bs, lr, q = int(engine.bs), float(engine.lr), int(engine.q)
+    meta = {"n": int(n), "p": int(p), "c": int(c), "dtype": dtype.str, "seed": int(seed), "batch_size": bs,
+            "lr": lr, "q": q, "ridge": ridge, "centers": has_centers}
+    W_host = None
     if init is not None:
-        init = np.asarray(init, dtype=dtype).reshape(p, -1) if np.size(init) == p * c else None
-        if init is None:
+        init_a = np.asarray(init, dtype=dtype)
+        if init_a.size != p * c:
             raise ValueError(f"init must have {p} rows (one weight per center) and {c} outputs.")
-        state["weights"] = init.copy()
+        W_host = init_a.reshape(p, -1).copy()
+    state = {"epoch": 0, "history": []}
     if checkpoint is not None and os.path.exists(checkpoint):
         state = _load_checkpoint(checkpoint, meta)
-
-    if centers is None:
-        step = _ep2_stepper(acc, X, y2, pc, ridge, n)
-        predict_rows = lambda W, rows: acc.matvec(idx(rows), idx(np.arange(n)), W)  # noqa: E731
-        predict_val = lambda W: acc.matvec(X_val, idx(np.arange(n)), W)  # noqa: E731
-    else:
-        step = bind(y2)
-        cacc = KernelAccess(kernel, centers, memory_budget=budget, dtype=dtype)
-        predict_rows = lambda W, rows: cacc.matvec(np.asarray(X[rows], dtype=dtype), idx(np.arange(p)), W)  # noqa
-        predict_val = lambda W: cacc.matvec(X_val, idx(np.arange(p)), W)  # noqa: E731
-
-    W = state["weights"]
+        W_host = state["weights"]
+    W = engine.from_host(W_host) if W_host is not None else engine.zeros(c)
     history = state["history"]
     if history and tol is not None and history[-1]["train_mse"] / y_scale < tol:
         epochs = 0  # the checkpointed run had already converged: nothing more to do
@@ -368,33 +611,29 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
     if history:
         prev_mse = history[-1]["train_mse"]
     else:  # the loss of the starting weights (zeros, or init for a warm start)
-        prev_mse = float(np.mean(np.square(predict_rows(W, eval_idx) - y2[eval_idx]))) if np.any(W) else y_scale
+        prev_mse = engine.mse_rows(W, eval_idx) if W_host is not None and np.any(W_host) else y_scale
     t_start = time.perf_counter()
     for epoch in range(state["epoch"], epochs):
         order = np.random.default_rng([seed, 2, epoch]).permutation(n)
-        batches = [order[i:i + bs] for i in range(0, n, bs)]
         bar = None
         if verbose:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(batches), desc=f"EigenPro epoch {epoch + 1}/{epochs}", leave=False)
-        W_start = W.copy()
-        if vr_on and hasattr(step, "snapshot"):
-            step.snapshot(W)
-        for b, B in enumerate(batches):
-            step(W, np.sort(B), lr_now)
-            if callback is not None:
-                callback(epoch, b, W)
-            if bar is not None:
-                bar.update(1)
+            bar = tqdm(total=-(-n // bs), desc=f"EigenPro epoch {epoch + 1}/{epochs}", leave=False)
+        W_start = engine.copy(W)
+        t_epoch = time.perf_counter()
+        if vr_on and engine.has_vr:
+            engine.snapshot(W)
+        W = engine.epoch(W, order, lr_now, callback=callback, bar=bar, epoch=epoch)
         if bar is not None:
             bar.close()
-        f = predict_rows(W, eval_idx)
-        train_mse = float(np.mean(np.square(f - y2[eval_idx])))
-        rec = {"epoch": epoch + 1, "train_mse": train_mse, "seconds": time.perf_counter() - t_start}
+        train_mse = engine.mse_rows(W, eval_idx)  # (on a device: waits for the epoch's last step)
+        now = time.perf_counter()
+        rec = {"epoch": epoch + 1, "train_mse": train_mse, "seconds": now - t_start,
+               "epoch_seconds": now - t_epoch}
         if not np.isfinite(train_mse) or train_mse > 2 * max(prev_mse, 1e-30 * y_scale):
             # the spectrum estimate under-rated the curvature: undo this epoch, halve the step
-            W[...] = W_start
+            W = W_start
             lr_now /= 2
             if lr_now < lr * 2.0**-20:
                 raise FloatingPointError(
@@ -404,23 +643,28 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
         else:
             # plain SGD stalls at a noise floor when the model cannot interpolate (p < n):
             # once the loss stops falling, switch EigenPro 3 to variance-reduced steps
-            if not vr_on and train_mse > 0.9 * prev_mse and hasattr(step, "snapshot"):
+            if not vr_on and train_mse > 0.9 * prev_mse and engine.has_vr:
                 vr_on = True
                 rec["variance_reduction"] = True
             prev_mse = train_mse
         if X_val is not None:
-            rec["val_mse"] = float(np.mean(np.square(predict_val(W) - y_val)))
+            rec["val_mse"] = engine.mse_val(W, X_val, y_val)
         history.append(rec)
         if verbose:
             print(f"epoch {epoch + 1}: train mse {train_mse:.4g}" +
                   (f", val mse {rec['val_mse']:.4g}" if X_val is not None else ""))
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, W, epoch + 1, history, meta, lr_now, vr_on)
+            _save_checkpoint(checkpoint, engine.to_host(W), epoch + 1, history, meta, lr_now, vr_on)
         if tol is not None and train_mse / y_scale < tol:
             break
-    weights = W[:, 0] if single else W
-    ctr = centers if centers is not None else (None if isinstance(kernel, str) else X)
-    return EigenProResult(weights, ctr, history, int(bs), float(lr_now), int(q), kernel, float(ridge))
+    return W, history, lr_now
+
+
+def _mean_sq(a):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.device_get(jnp.mean(jnp.square(a.astype(jnp.float64) if a.dtype == jnp.float64 else a)))
 
 
 def _ep2_stepper(acc, X, y, pc, ridge, n):
@@ -480,9 +724,10 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         with _linalg.one_blas_thread():  # bit-reproducible triangular solves (see ntkit._linalg)
             G = scipy.linalg.solve_triangular(L.T, G, lower=False, trans="T", overwrite_b=True, check_finite=False)
         G /= np.sqrt(s)
-        # top eigenpairs of G Gᵀ (p x p) from the small s x s Gram Gᵀ G: U = G W / σ
         k_max = min(s, p, 401) if n_eigen == "auto" else min(s, p, int(n_eigen) + 1)
-        M = matmul(G.T, G)
+        # top eigenpairs of G Gᵀ (p × p): directly when p ≤ s, else from the s × s Gram Gᵀ G (same
+        # nonzero eigenvalues) as U = G W / σ — the cheaper of the two factorisations
+        M = matmul(G, G.T) if p <= s else matmul(G.T, G)
         w, Wv = _linalg.eigh(M, subset_by_index=[M.shape[0] - k_max, M.shape[0] - 1], overwrite_a=True)
         del M
         order = np.argsort(w)[::-1]
@@ -492,7 +737,7 @@ def _ep3_setup(acc, X, Z, s, n_eigen, max_batch, ridge, projection, budget, seed
         if len(w) == 0:
             raise ValueError("the kernel between the centers and the training data X (a subsample) is zero to "
                              "working precision; check the kernel's lengthscale against the scale of X and centers.")
-        U = matmul(G, Wv) / np.sqrt(w)
+        U = Wv if p <= s else matmul(G, Wv) / np.sqrt(w)
         del G
         lam = w + ridge / n
         k = len(lam)

@@ -12,7 +12,9 @@ from .._blas import matmul
 from .._config import _config, resolve_budget
 from .._validation import check_data, check_int, check_scalar
 from ._access import KernelAccess, idx
-from ._eigenpro import _check_common, _seed
+from .._validation import is_jax_array
+from ..kernels import Kernel
+from ._eigenpro import _check_common, _check_device_common, _host, _predict, _seed, _x64_scope
 
 __all__ = ["nystrom_pcg", "NystromResult"]
 
@@ -28,12 +30,12 @@ class NystromResult(NamedTuple):
     ridge: float
 
     def predict(self, X):
-        X = check_data(X, "X", ndim=2, allow_jax=False)
-        return KernelAccess(self.kernel, self.centers).matvec(X, idx(np.arange(len(self.centers))), self.weights)
+        """``K(X, centers) @ weights`` (on the device of jax arrays; jax out for jax ``X``)."""
+        return _predict(self.kernel, self.centers, self.weights, X)
 
 
 def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxiter=20, tol=1e-7, random_state=None,
-                memory_budget=None, verbose=None):
+                memory_budget=None, verbose=None, device=None):
     r"""Nyström KRR: ``min_α ‖K_nm α − y‖² + ridge·n·αᵀK_mm α`` on m centers, by preconditioned CG.
 
     Solves ``(K_nmᵀ K_nm + ridge·n·K_mm) α = K_nmᵀ y`` with the preconditioner of Rudi et al.
@@ -57,6 +59,10 @@ def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxit
         λ in the objective above (Falkon's convention: the penalty scales with n).
     maxiter : int; tol : float
         CG stops when every output's relative residual is below ``tol``.
+    device : None, "auto", "cpu", "gpu" or jax.Device
+        Where it runs (the rule of :mod:`ntkit._device`; ``None`` follows the data). On a device
+        the data pass and every CG iteration are jitted functions of device arrays (one scalar,
+        the residual, is read back per iteration); jax in gives jax weights on that device.
 
     Examples
     --------
@@ -71,26 +77,49 @@ def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxit
     """
     if isinstance(kernel, str):
         raise ValueError("nystrom_pcg needs a kernel function (centers are evaluated against new points).")
-    X, y, ridge, _ = _check_common(X, y, ridge, 1, kernel)
+    from .._device import resolve_device
+
+    placement = resolve_device(device, X, centers, owner="nystrom_pcg")
+    on_device = placement.on_device and isinstance(kernel, Kernel)
+    if placement.on_device and not on_device and device not in (None, "auto"):
+        raise ValueError("nystrom_pcg on a jax device needs an ntkit kernel (ntkit.kernels); a callable kernel runs "
+                         "on the host: pass numpy arrays and device=None.")
+    if on_device:
+        X, y, ridge, _ = _check_device_common(X, y, ridge, 1)
+    else:
+        X, y, ridge, _ = _check_common(_host(X), _host(y), ridge, 1, kernel)
     maxiter = check_int(maxiter, "maxiter", "nystrom_pcg", low=1)
     tol = check_scalar(tol, "tol", "nystrom_pcg", low=0.0)
     if verbose is None:
         verbose = bool(_config.get()["verbose"])
     dtype = np.dtype(np.float64) if np.dtype(X.dtype) == np.float64 else np.dtype(np.float32)
-    n = len(X)
+    n = X.shape[0]
     if centers is None:
         m = check_int(n_centers, "n_centers", "nystrom_pcg", low=1)
         m = min(m, n)
         rows = np.sort(np.random.default_rng(_seed(random_state)).choice(n, size=m, replace=False))
-        centers = np.asarray(X[rows], dtype=dtype)
+        centers = X[rows].astype(dtype) if is_jax_array(X) else np.asarray(X[rows], dtype=dtype)
     else:
-        centers = check_data(centers, "centers", ndim=2, allow_jax=False, min_rows=1)
+        centers = check_data(centers, "centers", ndim=2, allow_jax=on_device, min_rows=1)
         if centers.shape[1] != X.shape[1]:
             raise ValueError(f"centers have {centers.shape[1]} features but X has {X.shape[1]}; they must match.")
-        centers = np.asarray(centers, dtype=dtype)
+        centers = centers.astype(dtype) if is_jax_array(centers) else np.asarray(centers, dtype=dtype)
         m = len(centers)
     if ridge <= 0:
         raise ValueError("nystrom_pcg needs ridge > 0 (the preconditioner factors T Tᵀ/m + ridge·I).")
+    if on_device:
+        from .._device import device_budget
+        from ._nystrom_device import nystrom_pcg_device
+
+        with _x64_scope():
+            weights, ctr, history, it = nystrom_pcg_device(
+                kernel, X, y, centers, placement=placement, dtype=dtype, ridge=ridge, maxiter=maxiter, tol=tol,
+                budget=device_budget(placement.device, memory_budget), verbose=verbose)
+        if y.ndim == 1:
+            weights = weights[:, 0]
+        if not placement.jax_out:
+            weights, ctr = np.asarray(weights), np.asarray(ctr)
+        return NystromResult(weights, ctr, history, it, kernel, float(ridge))
     budget = resolve_budget(memory_budget)
     allc = idx(np.arange(m))
     zacc = KernelAccess(kernel, centers, memory_budget=budget, dtype=dtype)
@@ -136,7 +165,7 @@ def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxit
     b = AinvT(TinvT(kty)) / np.sqrt(n)
     beta = np.zeros_like(b)
     r = b.copy()
-    z = r
+    z = r.copy()  # not an alias: r is updated in place below
     rs = np.sum(r * r, axis=0)
     bnorm = np.sqrt(np.sum(b * b, axis=0))
     bnorm[bnorm == 0] = 1.0
