@@ -11,12 +11,14 @@ __all__ = ["OnlineKernelRegressor"]
 _LEARNERS = ("nons_ald", "aogd_ald", "kogd", "kons", "sketched_kons")
 
 
-def _make(learner, kernel, params):
+def _make(learner, kernel, params, device="auto"):
     from .. import online
 
     cls = {"nons_ald": online.NONSALD, "aogd_ald": online.AOGDALD, "kogd": online.KOGD, "kons": online.KONS,
            "sketched_kons": online.SketchedKONS}[learner]
-    return cls(kernel, **(params or {}))
+    params = dict(params or {})
+    params.setdefault("device", device)
+    return cls(kernel, **params)
 
 
 class OnlineKernelRegressor(RegressorMixin, BaseEstimator):
@@ -30,6 +32,9 @@ class OnlineKernelRegressor(RegressorMixin, BaseEstimator):
         ``None``: the learner's default (``RBF(sqrt(n_features))``).
     learner_params : dict, optional
         Extra parameters of the learner (e.g. ``{"horizon": 10_000}``).
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where the learner runs (passed to it unless ``learner_params`` names one; see
+        :mod:`ntkit.online`, "On a device": every round as a jit-compiled scan on device arrays).
 
     Attributes
     ----------
@@ -46,15 +51,16 @@ class OnlineKernelRegressor(RegressorMixin, BaseEstimator):
     True
     """
 
-    def __init__(self, learner="nons_ald", *, kernel=None, learner_params=None):
+    def __init__(self, learner="nons_ald", *, kernel=None, learner_params=None, device="auto"):
         self.learner = learner
         self.kernel = kernel
         self.learner_params = learner_params
+        self.device = device
 
     def _new(self):
         learner = check_option(self.learner, "learner", type(self).__name__, _LEARNERS)
         kernel = None if self.kernel is None else clone(self.kernel)
-        return _make(learner, kernel, self.learner_params)
+        return _make(learner, kernel, self.learner_params, self.device)
 
     def fit(self, X, y):
         """Reset, then one pass over (X, y) in order."""

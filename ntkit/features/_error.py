@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._blas import matmul
 from .._leverage import _gram
-from .._validation import check_data
+from .._validation import check_data, is_jax_array
 
 __all__ = ["ApproximationError", "approximation_error"]
 
@@ -43,7 +43,10 @@ def approximation_error(transformer, kernel, X):
     kernel : Kernel or callable
         The kernel the features estimate.
     X : array (n, d)
-        Dense n × n matrices are formed: keep n to a few thousand.
+        Dense n × n matrices are formed: keep n to a few thousand. A jax X is worked on where it
+        lives: features, ``K(X, X)`` (through :func:`ntkit.ops.gram`), the difference and its
+        norms are computed on X's device in float64 (spectral norms by a dense ``eigvalsh``
+        there, whatever n); only the six norms come back to the host.
 
     Returns
     -------
@@ -61,6 +64,8 @@ def approximation_error(transformer, kernel, X):
     >>> bool(err.frobenius < 1e-8)
     True
     """
+    if is_jax_array(X):
+        return _approximation_error_device(transformer, kernel, X)
     X = check_data(X, "X", allow_jax=False, min_rows=1)
     try:
         check_is_fitted(transformer)
@@ -76,3 +81,37 @@ def approximation_error(transformer, kernel, X):
     spec_E, spec_K = _spectral_norm(E), _spectral_norm(K)
     return ApproximationError(float(np.linalg.norm(E) / np.linalg.norm(K)), float(spec_E / spec_K),
                               float(np.abs(E).max() / np.abs(K).max()))
+
+
+def _approximation_error_device(transformer, kernel, X):
+    """:func:`approximation_error` for a jax X, on X's device."""
+    import jax.numpy as jnp
+
+    from .._device import Placement, _array_device, to_device
+    from ..kernels import Kernel
+    from ..ops import gram
+    from ._base import device_finite, mm, to_host, x64_scope
+
+    X = check_data(X, "X", allow_jax=True, finite=False, min_rows=1)
+    with x64_scope(X.dtype):
+        device_finite(X, "X")
+    try:
+        check_is_fitted(transformer)
+    except NotFittedError:
+        transformer.fit(X)
+    F = transformer.transform(X)
+    here = Placement(_array_device(X), True)
+    with x64_scope(np.float64):
+        F = to_device(F, here, np.float64)
+        X64 = X.astype(np.float64)
+        K = gram(kernel, X64) if isinstance(kernel, Kernel) else to_device(kernel(X64, X64), here, np.float64)
+        E = K - mm(F, F.T)
+        E = 0.5 * (E + E.T)
+        norms = to_host(jnp.stack([jnp.linalg.norm(E), jnp.linalg.norm(K), jnp.abs(jnp.linalg.eigvalsh(E)).max(),
+                                   jnp.abs(jnp.linalg.eigvalsh(0.5 * (K + K.T))).max(), jnp.abs(E).max(),
+                                   jnp.abs(K).max()]))
+    fro_E, fro_K, spec_E, spec_K, max_E, max_K = (float(v) for v in norms)
+    if max_K == 0.0:
+        raise ValueError(f"the kernel matrix K(X, X) is identically zero on X (shape {tuple(X.shape)}), so relative "
+                         "errors are undefined; pass points where the kernel does not vanish.")
+    return ApproximationError(fro_E / fro_K, spec_E / spec_K, max_E / max_K)

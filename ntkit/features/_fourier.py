@@ -30,7 +30,7 @@ import numpy as np
 
 from .._blas import matmul
 from .._validation import InvalidParameterError, check_option
-from ._base import RandomFeatureBase, check_lengthscale, orthogonal_directions
+from ._base import RandomFeatureBase, check_lengthscale, mm, orthogonal_directions
 
 __all__ = ["RandomFourierFeatures"]
 
@@ -67,6 +67,52 @@ def fwht(a):
         v[..., 1, :] += x
         h *= 2
     return a
+
+
+def fwht_jax(a):
+    """:func:`fwht` in jax (a new array; the same butterflies in the same order, so the same sums)."""
+    import jax.numpy as jnp
+
+    n = a.shape[-1]
+    lead = a.shape[:-1]
+    h = 1
+    while h < n:
+        v = a.reshape(*lead, n // (2 * h), 2, h)
+        x, y = v[..., 0, :], v[..., 1, :]
+        a = jnp.stack([x + y, x - y], axis=-2).reshape(*lead, n)
+        h *= 2
+    return a
+
+
+def _hadamard_blocks_jax(Xs, signs):
+    """:func:`_hadamard_blocks` in jax (traceable; ``signs`` already in Xs's dtype)."""
+    import jax.numpy as jnp
+
+    nb, _, dp = signs.shape
+    n, d = Xs.shape
+    out = jnp.broadcast_to(jnp.pad(Xs, ((0, 0), (0, dp - d)))[:, None, :], (n, nb, dp))
+    scale = 1.0 / math.sqrt(dp)
+    for k in range(3):
+        out = fwht_jax(out * signs[None, :, k, :]) * scale
+    return out.reshape(n, nb * dp)
+
+
+def _rff_jax(static, P, X):
+    """The feature map of :class:`RandomFourierFeatures` on a device (traced by ``jax.jit``)."""
+    import jax.numpy as jnp
+
+    structured, m, odd, phase = static
+    Xs = X / P["lengthscale"]
+    if structured:
+        Pr = _hadamard_blocks_jax(Xs, P["signs"])[:, :m] * P["radii"]
+    else:
+        Pr = mm(Xs, P["frequencies"].T)
+    if not odd:
+        return jnp.concatenate([jnp.cos(Pr), jnp.sin(Pr)], axis=1) * (1.0 / math.sqrt(m))
+    m -= 1  # odd D = 2m + 1 (see RandomFourierFeatures._map)
+    D = 2 * m + 1
+    pairs = jnp.concatenate([jnp.cos(Pr[:, :m]), jnp.sin(Pr[:, :m])], axis=1) * math.sqrt(2.0 / D)
+    return jnp.concatenate([pairs, math.sqrt(2.0 / D) * jnp.cos(Pr[:, m:] + phase)], axis=1)
 
 
 def _hadamard_blocks(Xs, signs):
@@ -131,6 +177,12 @@ class RandomFourierFeatures(RandomFeatureBase):
         the dense orthogonal construction is used instead (``structured_`` is then False): tiny
         Hadamard blocks do not mix directions uniformly, and the dense map is cheap there.
     random_state : int, Generator or None
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where ``transform`` runs: "auto" follows the data (jax arrays on their device, numpy on
+        the host unless ``ntkit.config_context(device=...)`` names a device); "cpu"/"gpu" move
+        numpy data there once and return numpy (see :mod:`ntkit.features`). On a device the
+        map is one jit-compiled function; ``structured=True`` uses a jax fast Walsh–Hadamard
+        transform with the same butterflies as the host one.
 
     Attributes
     ----------
@@ -152,7 +204,7 @@ class RandomFourierFeatures(RandomFeatureBase):
     """
 
     def __init__(self, kernel="rbf", *, lengthscale=1.0, nu=1.5, n_components=100, orthogonal=False,
-                 structured=False, random_state=None):
+                 structured=False, random_state=None, device="auto"):
         self.kernel = kernel
         self.lengthscale = lengthscale
         self.nu = nu
@@ -160,6 +212,7 @@ class RandomFourierFeatures(RandomFeatureBase):
         self.orthogonal = orthogonal
         self.structured = structured
         self.random_state = random_state
+        self.device = device
 
     def _draw(self, rng, X):
         owner = type(self).__name__
@@ -217,6 +270,17 @@ class RandomFourierFeatures(RandomFeatureBase):
         if not hasattr(self, "n_frequencies_"):
             raise AttributeError("frequencies_ exists after fit")
         return self._frequencies
+
+    _jax_map = staticmethod(_rff_jax)
+
+    def _device_arrays(self):
+        if self.structured_:
+            return {"lengthscale": self.lengthscale_, "signs": self.signs_, "radii": self.radii_}
+        return {"lengthscale": self.lengthscale_, "frequencies": self._frequencies}
+
+    def _device_static(self):
+        odd = self.phase_ is not None
+        return (bool(self.structured_), int(self.n_frequencies_), odd, float(self.phase_) if odd else 0.0)
 
     def _project(self, X):
         Xs = X / self.lengthscale_.astype(X.dtype)

@@ -28,7 +28,7 @@ import scipy.sparse
 
 from .._blas import matmul
 from .._validation import InvalidParameterError, check_int, check_scalar
-from ._base import RandomFeatureBase
+from ._base import RandomFeatureBase, mm
 
 __all__ = ["ArcCosineFeatures", "NTKRandomFeatures", "tensor_sketch"]
 
@@ -38,6 +38,53 @@ def _activate(G, order):
         return (G > 0).astype(G.dtype)
     R = np.maximum(G, 0)
     return R if order == 1 else R * R
+
+
+def _activate_jax(G, order):
+    import jax.numpy as jnp
+
+    if order == 0:
+        return (G > 0).astype(G.dtype)
+    R = jnp.maximum(G, 0)
+    return R if order == 1 else R * R
+
+
+def _arccos_jax(static, P, X):
+    """The map of :class:`ArcCosineFeatures` on a device (traced by ``jax.jit``)."""
+    (order,) = static
+    F = X
+    for W in P["weights"]:
+        F = _activate_jax(mm(F, W.T), order) * math.sqrt(2.0 / W.shape[0])
+    return F
+
+
+def _count_sketch_jax(U, h, s, n_out):
+    """``U C`` for the count sketch C with ``C[i, h_i] = s_i`` (a scatter-add of signed columns)."""
+    import jax.numpy as jnp
+
+    return jnp.zeros((U.shape[0], n_out), U.dtype).at[:, h].add(U * s)
+
+
+def _ntk_jax(static, P, X):
+    """The map of :class:`NTKRandomFeatures` on a device (traced by ``jax.jit``), in X's dtype."""
+    import jax.numpy as jnp
+
+    w, b, sketch = static
+    n, d = X.shape
+    bias = jnp.full((n, 1 if b > 0 else 0), b, dtype=X.dtype)
+    phi = jnp.concatenate([X * (w / math.sqrt(d)), bias], axis=1)
+    psi = phi
+    for (W, h1, s1, h2, s2), n_out in zip(P["layers"], sketch):
+        m = W.shape[0]
+        G = mm(phi, W.T)
+        relu = jnp.maximum(G, 0) * (1.0 / math.sqrt(m))
+        step = (G > 0).astype(X.dtype) * (1.0 / math.sqrt(m))
+        phi = jnp.concatenate([w * relu, bias], axis=1)
+        A = _count_sketch_jax(psi, h1, s1, n_out)
+        B = _count_sketch_jax(step, h2, s2, n_out)
+        ts = jnp.fft.irfft(jnp.fft.rfft(A, axis=1) * jnp.fft.rfft(B, axis=1), n=n_out, axis=1)
+        psi = jnp.concatenate([phi, w * ts.astype(X.dtype)], axis=1)
+    return psi
 
 
 class ArcCosineFeatures(RandomFeatureBase):
@@ -52,6 +99,8 @@ class ArcCosineFeatures(RandomFeatureBase):
     n_components : int, default=100
         Units per layer (the output dimension).
     random_state : int, Generator or None
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where ``transform`` runs (see :class:`RandomFourierFeatures` and :mod:`ntkit.features`).
 
     Examples
     --------
@@ -65,11 +114,20 @@ class ArcCosineFeatures(RandomFeatureBase):
     True
     """
 
-    def __init__(self, order=1, *, depth=1, n_components=100, random_state=None):
+    def __init__(self, order=1, *, depth=1, n_components=100, random_state=None, device="auto"):
         self.order = order
         self.depth = depth
         self.n_components = n_components
         self.random_state = random_state
+        self.device = device
+
+    _jax_map = staticmethod(_arccos_jax)
+
+    def _device_arrays(self):
+        return {"weights": list(self.weights_)}
+
+    def _device_static(self):
+        return (self.order_,)
 
     def _draw(self, rng, X):
         owner = type(self).__name__
@@ -125,6 +183,10 @@ class NTKRandomFeatures(RandomFeatureBase):
     weight_std : float > 0, default=1.0
     bias_std : float >= 0, default=0.0
     random_state : int, Generator or None
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where ``transform`` runs (see :mod:`ntkit.features`). On a device the map is computed
+        in X's dtype (the host path forms it in float64 and rounds the result): count sketches
+        are scatter-adds and the tensor sketch uses ``jnp.fft``.
 
     Examples
     --------
@@ -138,12 +200,29 @@ class NTKRandomFeatures(RandomFeatureBase):
     True
     """
 
-    def __init__(self, depth=2, *, n_components=1024, weight_std=1.0, bias_std=0.0, random_state=None):
+    def __init__(self, depth=2, *, n_components=1024, weight_std=1.0, bias_std=0.0, random_state=None,
+                 device="auto"):
         self.depth = depth
         self.n_components = n_components
         self.weight_std = weight_std
         self.bias_std = bias_std
         self.random_state = random_state
+        self.device = device
+
+    _jax_map = staticmethod(_ntk_jax)
+
+    def _device_arrays(self):
+        layers = []
+        for W, C1, C2 in self.layers_:
+            parts = [W]
+            for C in (C1, C2):
+                C = C.tocsr()  # one ±1 per row: column index h_i and sign s_i
+                parts += [C.indices.astype(np.int32), C.data.astype(np.float64)]
+            layers.append(tuple(parts))
+        return {"layers": layers}
+
+    def _device_static(self):
+        return (float(self.w_), float(self.b_), tuple(int(C1.shape[1]) for _, C1, _ in self.layers_))
 
     def _draw(self, rng, X):
         owner = type(self).__name__

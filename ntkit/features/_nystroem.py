@@ -19,11 +19,32 @@ from sklearn.utils.validation import validate_data
 from .. import _linalg
 from .._blas import matmul
 from .._leverage import _gram, recursive_rls
-from .._validation import InvalidParameterError, check_array_arg, check_option, check_scalar
+from .._validation import InvalidParameterError, check_array_arg, check_option, check_scalar, is_jax_array
 from ..kernels import RBF
-from ._base import RandomFeatureBase, seed_from
+from ._base import RandomFeatureBase, check_device_X, mm, seed_from, to_host
 
 __all__ = ["Nystroem"]
+
+
+class _HostRows:
+    """Rows of a jax array fetched to the host on demand (only the landmarks, usually)."""
+
+    def __init__(self, X):
+        self.X = X
+        self.shape = X.shape
+        self.dtype = np.dtype(X.dtype)
+
+    def __getitem__(self, idx):
+        import jax
+
+        from ._base import x64_scope
+
+        with x64_scope(self.dtype):
+            idx = jax.device_put(np.asarray(idx), next(iter(self.X.devices())))
+            return to_host(self.X[idx])
+
+    def all(self):
+        return to_host(self.X)
 
 
 class Nystroem(RandomFeatureBase):
@@ -44,7 +65,17 @@ class Nystroem(RandomFeatureBase):
         (the spectrum's tail beyond n_components, divided by n_components).
     random_state : int, Generator or None
     memory_budget : int or str, optional
-        Bound on the workspace of the (block, n_components) Gram blocks.
+        Bound on the workspace of the (block, n_components) Gram blocks (on a device: of that
+        device's memory, :func:`ntkit._device.device_budget`).
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where ``transform`` runs (see :mod:`ntkit.features`). On a device, ``K(X, landmarks)``
+        comes from :func:`ntkit.ops.gram` on device arrays, block by block, and is multiplied
+        by the normalisation there; as on the host, the arithmetic is float64 (the
+        pseudo-inverse ``μ^{-1/2}`` amplifies rounding by up to ``1/sqrt(n·eps)``) and the
+        features are rounded to X's dtype at the end. ``fit`` always factors the landmarks'
+        m × m matrix on the host; with a jax X only the m landmark rows (uniform sampling) or
+        the data (``sampling="rls"``, whose recursive sampler is a host algorithm) are copied
+        to the host.
 
     Attributes
     ----------
@@ -67,18 +98,24 @@ class Nystroem(RandomFeatureBase):
     """
 
     def __init__(self, kernel=None, *, n_components=100, sampling="uniform", ridge=None, random_state=None,
-                 memory_budget=None):
+                 memory_budget=None, device="auto"):
         self.kernel = kernel
         self.n_components = n_components
         self.sampling = sampling
         self.ridge = ridge
         self.random_state = random_state
         self.memory_budget = memory_budget
+        self.device = device
 
     def fit(self, X, y=None):
         """Choose the landmarks among the rows of X and factor their Gram matrix."""
-        check_array_arg(X, "X", ndim=2, min_rows=1)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
+        placement = self._placement(X)  # also validates ``device``
+        if is_jax_array(X):
+            Xj = check_device_X(self, X, placement, reset=True)
+            X = _HostRows(Xj)
+        else:
+            check_array_arg(X, "X", ndim=2, min_rows=1)
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
         owner = type(self).__name__
         sampling = check_option(self.sampling, "sampling", owner, ("uniform", "rls"))
         m = min(self._check_n_components(), X.shape[0])
@@ -93,16 +130,19 @@ class Nystroem(RandomFeatureBase):
                     f"The 'ridge' parameter of {owner} must be a positive float; got {self.ridge!r}.") from None
         rng = seed_from(self.random_state)
         n = X.shape[0]
-        X64 = X.astype(np.float64, copy=False)
         if sampling == "uniform" or m == n:
             idx = np.sort(rng.choice(n, size=m, replace=False))
         else:
+            if isinstance(X, _HostRows):  # the recursive sampler reads every row: one copy to the host
+                X = X.all()
+            X64 = X.astype(np.float64, copy=False)
             tau, gam = recursive_rls(kernel, X64, m, ridge=self.ridge, random_state=rng,
                                      memory_budget=self.memory_budget)
             self.leverage_scores_, self.ridge_, self.d_eff_ = tau, float(gam), float(tau.sum())
             p = np.maximum(tau, 1e-12)
             idx = np.sort(rng.choice(n, size=m, replace=False, p=p / p.sum()))
-        L = X64[idx]
+        components = X[idx]
+        L = components.astype(np.float64)
         K = _gram(kernel, L)
         mu, V = _linalg.eigh(K)
         # eigenvectors are defined up to sign: fix it (largest entry positive) so that the same
@@ -113,11 +153,43 @@ class Nystroem(RandomFeatureBase):
         inv_sqrt[keep] = 1.0 / np.sqrt(mu[keep])
         self.kernel_ = kernel
         self.component_indices_ = idx
-        self.components_ = X[idx]
+        self.components_ = components
         self._landmarks = L  # float64, reused by every transform
         self.normalization_ = V * inv_sqrt[None, :]
         self.rank_ = int(keep.sum())
+        self._on_device = {}
         return self
+
+    def _device_arrays(self):
+        return {"landmarks": self._landmarks, "normalization": self.normalization_}
+
+    def _map_device(self, X, device):
+        """``K(X, L) V μ^{-1/2}`` on the device, in float64 blocks within the device budget."""
+        import jax.numpy as jnp
+
+        from .._device import device_budget
+        from ..kernels import Kernel
+        from ..ops import gram, plan_blocks
+        from ._base import x64_scope
+
+        with x64_scope(np.float64):
+            P = self._device_params(device, np.float64)
+            L, N = P["landmarks"], P["normalization"]
+            X64 = X.astype(np.float64)
+            plan = plan_blocks(X.shape[0], L.shape[0], n_features=X.shape[1], itemsize=8,
+                               memory_budget=device_budget(device, self.memory_budget))
+            parts = []
+            for i in range(0, X.shape[0], plan.block_rows):
+                Xi = X64[i:i + plan.block_rows]
+                if isinstance(self.kernel_, Kernel):
+                    K = gram(self.kernel_, Xi, L)
+                else:  # a callable k(X, Z): called with device arrays, its result taken to the device
+                    from .._device import Placement, to_device
+
+                    K = to_device(self.kernel_(Xi, L), Placement(device, True), np.float64)
+                parts.append(mm(K, N))
+            out = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
+            return out.astype(X.dtype)
 
     def _map(self, X):
         from ..ops import plan_blocks

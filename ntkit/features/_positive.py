@@ -22,10 +22,48 @@ import math
 import numpy as np
 
 from .._blas import matmul
-from .._validation import check_option
-from ._base import RandomFeatureBase, check_lengthscale, orthogonal_directions
+from .._validation import check_option, is_jax_array
+from ._base import RandomFeatureBase, check_lengthscale, mm, orthogonal_directions, to_host
 
 __all__ = ["PositiveRandomFeatures"]
+
+
+def _exponents(kind, odd, kernel, P, Xs):
+    """The exponents of the features in jax, as :meth:`PositiveRandomFeatures._map` forms them."""
+    import jax.numpy as jnp
+
+    sq = jnp.sum(Xs * Xs, axis=1)
+    shift = 0.5 * sq if kernel == "softmax" else sq
+    m = P.shape[1]
+    if kind == "positive":
+        return P - shift[:, None] - 0.5 * math.log(m), sq
+    if not odd:
+        base = -shift[:, None] - 0.5 * math.log(2 * m)
+        return jnp.concatenate([P + base, -P + base], axis=1), sq
+    base = -shift[:, None] - 0.5 * math.log(2 * m - 1)
+    return jnp.concatenate([P[:, :-1] + base, -P[:, :-1] + base, P[:, -1:] + base], axis=1), sq
+
+
+def _positive_jax(static, params, X):
+    """The map of :class:`PositiveRandomFeatures` on a device (traced by ``jax.jit``), in X's dtype.
+
+    Returns the features and, per row, the largest exponent and |x|²/l² (for the range check).
+    """
+    import jax.numpy as jnp
+
+    kind, odd, kernel = static
+    Xs = (X - params["center"]) / params["lengthscale"]
+    E, sq = _exponents(kind, odd, kernel, mm(Xs, params["weights"].T), Xs)
+    return jnp.exp(E), jnp.max(E, axis=1), sq
+
+
+def _range_error(X_dtype, top, sq, hi, lo):
+    bad = int(np.argmax(top > hi)) if top.max() > hi else int(np.argmin(top))
+    what = "overflow" if top.max() > hi else "underflow to 0 (the row's kernel estimate would be 0)"
+    return ValueError(
+        f"positive features of X[{bad}] {what} in {X_dtype}: exponent {top[bad]:.0f} outside "
+        f"[{lo:.0f}, {hi:.0f}], |x| / lengthscale = {math.sqrt(float(sq[bad])):.1f}. The kernel itself is "
+        "out of range there; scale the data down or raise lengthscale.")
 
 
 class PositiveRandomFeatures(RandomFeatureBase):
@@ -43,6 +81,10 @@ class PositiveRandomFeatures(RandomFeatureBase):
         Orthogonal directions with χ-distributed norms (unbiased, lower variance).
     kind : {"positive", "hyperbolic"}, default="positive"
     random_state : int, Generator or None
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where ``transform`` runs (see :mod:`ntkit.features`). On a device the exponent is formed
+        whole in X's dtype (the host path forms it in float64): in float32 it carries an absolute
+        error of about ``eps · |x|²/l²``, i.e. a relative error of the features of that size.
 
     Examples
     --------
@@ -56,13 +98,33 @@ class PositiveRandomFeatures(RandomFeatureBase):
     """
 
     def __init__(self, n_components=256, *, kernel="softmax", lengthscale=1.0, orthogonal=True, kind="positive",
-                 random_state=None):
+                 random_state=None, device="auto"):
         self.n_components = n_components
         self.kernel = kernel
         self.lengthscale = lengthscale
         self.orthogonal = orthogonal
         self.kind = kind
         self.random_state = random_state
+        self.device = device
+
+    _jax_map = staticmethod(_positive_jax)
+
+    def _device_arrays(self):
+        return {"center": self.center_, "lengthscale": self.lengthscale_, "weights": self.weights_}
+
+    def _device_static(self):
+        return (self.kind, self.n_components % 2 == 1, self.kernel_)
+
+    def _map_device(self, X, device):
+        F, top, sq = super()._map_device(X, device)
+        fi = np.finfo(X.dtype)
+        hi, lo = math.log(fi.max), math.log(fi.tiny)
+        import jax.numpy as jnp
+
+        t_hi, t_lo = to_host(jnp.stack([top.max(), top.min()]))  # one explicit sync for the check
+        if t_hi > hi or t_lo < lo:
+            raise _range_error(X.dtype, to_host(top).astype(np.float64), to_host(sq), hi, lo)
+        return F
 
     def _draw(self, rng, X):
         owner = type(self).__name__
@@ -74,7 +136,12 @@ class PositiveRandomFeatures(RandomFeatureBase):
         m = D if kind == "positive" else -(-D // 2)  # hyperbolic, odd D: the last row gives one exp(wx) feature
         # the Gaussian kernel is shift invariant: centring on the fit data keeps |x| (and so the
         # exponents) small wherever the data live; the softmax kernel is not, and is used as is
-        self.center_ = X.mean(axis=0).astype(np.float64) if self.kernel_ == "gaussian" else np.zeros(d)
+        if self.kernel_ != "gaussian":
+            self.center_ = np.zeros(d)
+        elif is_jax_array(X):  # d numbers come to the host
+            self.center_ = to_host(X.mean(axis=0)).astype(np.float64)
+        else:
+            self.center_ = X.mean(axis=0).astype(np.float64)
         if self.orthogonal:
             self.weights_ = orthogonal_directions(rng, m, d) * np.sqrt(rng.chisquare(d, size=m))[:, None]
         else:
@@ -100,10 +167,5 @@ class PositiveRandomFeatures(RandomFeatureBase):
         if E.size:
             top = E.max(axis=1)
             if top.max() > hi or top.min() < lo:
-                bad = int(np.argmax(top > hi)) if top.max() > hi else int(np.argmin(top))
-                what = "overflow" if top.max() > hi else "underflow to 0 (the row's kernel estimate would be 0)"
-                raise ValueError(
-                    f"positive features of X[{bad}] {what} in {X.dtype}: exponent {top[bad]:.0f} outside "
-                    f"[{lo:.0f}, {hi:.0f}], |x| / lengthscale = {math.sqrt(float(sq[bad])):.1f}. The kernel itself is "
-                    "out of range there; scale the data down or raise lengthscale.")
+                raise _range_error(X.dtype, top, sq, hi, lo)
         return np.exp(E).astype(X.dtype, copy=False)

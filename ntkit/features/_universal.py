@@ -33,8 +33,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._blas import matmul
 from .._validation import (InvalidParameterError, check_array_arg, check_int, check_option, check_same_rows,
-                           check_scalar)
-from ._base import RandomFeatureBase, seed_from
+                           check_scalar, is_jax_array)
+from ._base import RandomFeatureBase, check_device_X, jitted, mm, placement_for, seed_from, to_host, x64_scope
 
 __all__ = ["UniversalRandomFeatures", "LayerKernelForm"]
 
@@ -96,6 +96,30 @@ def _activation_fn(name):
             "exp": np.exp}[name]
 
 
+def _universal_jax(static, P, Z):
+    """φ (or ψ) of :class:`UniversalRandomFeatures` on a device (traced by ``jax.jit``), in Z's dtype.
+
+    The Maclaurin features are products of N_j projections: here a running product over a padded
+    (D, max N) index table (padding points at a column of ones), which needs no logarithms — so
+    exact zeros and float32 underflow need no special care.
+    """
+    import jax.numpy as jnp
+
+    kind, weights_side, n_max = static
+    if kind == "positive":
+        G = P["gauss"]
+        E = mm(Z, G.T) - 0.5 * jnp.sum(Z * Z, axis=1)[:, None]
+        return jnp.exp(E) * (1.0 / math.sqrt(G.shape[0]))
+    proj = mm(Z, P["rademacher"].T)
+    proj = jnp.concatenate([proj, jnp.ones((Z.shape[0], 1), Z.dtype)], axis=1)
+    idx = P["index"]
+    out = jnp.ones((Z.shape[0], idx.shape[0]), Z.dtype)
+    for k in range(n_max):
+        out = out * proj[:, idx[:, k]]
+    out = out * P["scale"]
+    return out * P["sign"] if weights_side else out
+
+
 class UniversalRandomFeatures(RandomFeatureBase):
     """Random feature pairs with ``E[φ(x)ᵀψ(w)] = f(wᵀx)`` (see the module notes for each f).
 
@@ -113,6 +137,10 @@ class UniversalRandomFeatures(RandomFeatureBase):
     degree : int, default=8
         Polynomial degree for ``relu``/``tanh``/``sigmoid``.
     random_state : int, Generator or None
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where ``transform`` and ``transform_weights`` run (see :mod:`ntkit.features`). On a device
+        the features are computed in the input's dtype (the host path: float64, rounded at the
+        end), the Maclaurin products as running products instead of sums of logarithms.
 
     Attributes
     ----------
@@ -132,31 +160,65 @@ class UniversalRandomFeatures(RandomFeatureBase):
     """
 
     def __init__(self, activation="exp", *, n_components=256, coefficients=None, bound=None, degree=8,
-                 random_state=None):
+                 random_state=None, device="auto"):
         self.activation = activation
         self.n_components = n_components
         self.coefficients = coefficients
         self.bound = bound
         self.degree = degree
         self.random_state = random_state
+        self.device = device
 
     def fit(self, X, y=None, *, weights=None):
-        """Draw the features for inputs like X (and, when given, the layer ``weights`` (m, d))."""
-        check_array_arg(X, "X", ndim=2, min_rows=1)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
+        """Draw the features for inputs like X (and, when given, the layer ``weights`` (m, d)).
+
+        A jax X is read on its device (only the largest row norm comes to the host)."""
+        placement = self._placement(X)
+        if is_jax_array(X):
+            X = check_device_X(self, X, placement, reset=True)
+        else:
+            check_array_arg(X, "X", ndim=2, min_rows=1)
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=1)
         W = None
         if weights is not None:
-            check_array_arg(weights, "weights", ndim=2, n_features=X.shape[1], finite=True)
-            W = np.asarray(weights, dtype=np.float64)
-        self._draw(seed_from(self.random_state), X, W)
+            check_array_arg(weights, "weights", ndim=2, n_features=X.shape[1], finite=not is_jax_array(weights))
+            W = np.asarray(to_host(weights) if is_jax_array(weights) else weights, dtype=np.float64)
+            if W.size and not np.isfinite(W).all():
+                raise ValueError("weights contains NaN or infinity; remove or impute those entries first.")
+        with x64_scope(X.dtype):
+            self._draw(seed_from(self.random_state), X, W)
+        self._on_device = {}
         return self
+
+    _jax_map = staticmethod(_universal_jax)
+
+    def _device_arrays(self):
+        if self.kind_ == "positive":
+            return {"gauss": self.gauss_}
+        N = np.asarray(self.degrees_, dtype=np.int64)
+        n_max = int(N.max()) if N.size else 0
+        pad = int(self.offsets_[-1])  # the appended column of ones
+        index = np.full((N.size, n_max), pad, dtype=np.int32)
+        for k in range(n_max):
+            has = N > k
+            index[has, k] = self.offsets_[:-1][has] + k
+        return {"rademacher": self.rademacher_, "index": index, "scale": self.scale_, "sign": self.sign_}
+
+    def _device_static(self, weights_side=False):
+        n_max = 0 if self.kind_ == "positive" or not len(self.degrees_) else int(np.max(self.degrees_))
+        return (self.kind_, bool(weights_side), n_max)
 
     def _draw(self, rng, X, W=None):
         owner = type(self).__name__
         act = check_option(self.activation, "activation", owner, _ACTIVATIONS)
         D = self._check_n_components()
         d = X.shape[1]
-        xn = float(np.max(np.linalg.norm(X, axis=1))) if len(X) else 1.0
+        if is_jax_array(X):
+            import jax.numpy as jnp
+
+            xn = float(to_host(jnp.max(jnp.linalg.norm(X, axis=1))))
+        else:
+            xn = float(np.max(np.linalg.norm(X, axis=1))) if len(X) else 1.0
         deg = check_int(self.degree, "degree", owner, low=1)  # validated whatever the activation
         if self.bound is not None:
             R = check_scalar(self.bound, "bound", owner, low=0.0, closed="right")
@@ -231,10 +293,31 @@ class UniversalRandomFeatures(RandomFeatureBase):
         return self._features(X, False).astype(X.dtype, copy=False)
 
     def transform_weights(self, W):
-        """ψ(w) for the rows of W (m, n_features): ``transform(X) @ transform_weights(W).T ≈ f(X Wᵀ)``."""
+        """ψ(w) for the rows of W (m, n_features): ``transform(X) @ transform_weights(W).T ≈ f(X Wᵀ)``.
+
+        numpy W: float64 numpy out (host path, or the ``device`` named by the parameter or the
+        configuration); jax W: computed on its device, jax out in W's dtype."""
         check_is_fitted(self)
-        check_array_arg(W, "W", ndim=2, n_features=self.n_features_in_, finite=True)
-        return self._features(np.asarray(W, dtype=np.float64), True)
+        placement = placement_for(self.device, W, type(self).__name__)
+        if not placement.on_device:
+            check_array_arg(W, "W", ndim=2, n_features=self.n_features_in_, finite=True)
+            return self._features(np.asarray(W, dtype=np.float64), True)
+        from .._device import to_device
+        from ._base import device_finite
+
+        if is_jax_array(W):
+            check_array_arg(W, "W", ndim=2, n_features=self.n_features_in_)
+            if np.dtype(W.dtype) not in (np.float32, np.float64):
+                raise TypeError(f"W must have dtype float32 or float64; got {np.dtype(W.dtype)}.")
+            dtype = np.dtype(W.dtype)
+        else:
+            check_array_arg(W, "W", ndim=2, n_features=self.n_features_in_, finite=True)
+            W, dtype = np.asarray(W, dtype=np.float64), np.dtype(np.float64)
+        with x64_scope(dtype):
+            Wd = to_device(W, placement)
+            device_finite(Wd, "W")
+            out = jitted(_universal_jax)(self._device_static(True), self._device_params(placement.device, dtype), Wd)
+        return out if placement.jax_out else to_host(out)
 
     @classmethod
     def from_dense_layer(cls, W, b=None, V=None, *, activation="relu", n_components=1024, X=None, **kwargs):

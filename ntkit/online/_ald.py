@@ -48,8 +48,10 @@ from scipy.linalg.lapack import dpotrf, dpotri
 from .._blas import matmul
 from .._leverage import OnlineRLSDictionary
 from ..ops import gram
+from ._jax import device_ald, resolve_core_device
 from ._common import (
     RESIDUAL_FLOOR,
+    on_device as _on_device,
     OnlineLearner,
     Step,
     ald_thresholds,
@@ -169,7 +171,7 @@ class AOGDALDState(NamedTuple):
         return self.dictionary.solve_upper(self.theta)
 
 
-def aogd_ald(kernel, *, U="auto", threshold="auto", horizon=None, budget=None):
+def aogd_ald(kernel, *, U="auto", threshold="auto", horizon=None, budget=None, device=None):
     r"""AOGD-ALD: AdaGrad-norm kernel gradient descent on an ALD dictionary (Li & Liao 2023).
 
     Parameters
@@ -185,6 +187,12 @@ def aogd_ald(kernel, *, U="auto", threshold="auto", horizon=None, budget=None):
         The number of rounds T, when known.
     budget : int, optional
         Maximum dictionary size (None: unbounded).
+    device : None, "cpu", "gpu" or jax.Device, default=None
+        None: the host core. Otherwise the rounds (ALD test, features, gradient step) run on that
+        jax device as a jit-compiled scan with the dictionary, its Cholesky factor and θ in
+        fixed-capacity device buffers doubled as needed (see :mod:`ntkit.online._jax`); the state
+        is an :class:`~ntkit.online._jax.ALDDeviceState`, predictions numpy for numpy input and
+        jax for jax input.
 
     Returns
     -------
@@ -207,6 +215,10 @@ def aogd_ald(kernel, *, U="auto", threshold="auto", horizon=None, budget=None):
     check_kernel(kernel, owner)
     U = check_auto_scalar(U, "U", owner)
     threshold, horizon, budget = _check_ald_params(owner, threshold, horizon, budget)
+    dev = resolve_core_device(device, owner)
+    if dev is not None:
+        cfg = {"U": U, "threshold": threshold, "horizon": horizon, "budget": budget}
+        return _on_device(owner, "AOGD-ALD", device_ald(kernel, "aogd", cfg, dev))
 
     def init(n_features):
         return AOGDALDState(int(n_features), OnlineRLSDictionary(n_features, 0.0), np.zeros(0), 0.0, 0, 0.0, 0.0, 0.0)
@@ -319,7 +331,7 @@ def _refactor(A_lower):
 
 
 def nons_ald(kernel, *, C="auto", eta="auto", ridge=1.0, threshold="auto", horizon=None, budget=None,
-             refactor_every=1000):
+             refactor_every=1000, device=None):
     r"""NONS-ALD: online Newton step on Nyström features of an ALD dictionary (Li & Liao 2023).
 
     Parameters
@@ -337,6 +349,10 @@ def nons_ald(kernel, *, C="auto", eta="auto", ridge=1.0, threshold="auto", horiz
         As in :func:`aogd_ald`; the paper adds x when ``δ > α²`` with ``α = 5/sqrt(T)``.
     refactor_every : int or None, default=1000
         Recompute A⁻¹ from A (O(m³)) every this many rounds; None never does.
+    device : None, "cpu", "gpu" or jax.Device, default=None
+        None: the host core. Otherwise every round (ALD test, Newton step, Sherman–Morrison update
+        of A⁻¹, the refactorisations) runs on that jax device as a jit-compiled scan, with A and
+        A⁻¹ in fixed-capacity device buffers (see :mod:`ntkit.online._jax`).
 
     Returns
     -------
@@ -363,6 +379,11 @@ def nons_ald(kernel, *, C="auto", eta="auto", ridge=1.0, threshold="auto", horiz
     ridge = check_scalar(ridge, "ridge", owner, low=0.0, closed="neither")
     threshold, horizon, budget = _check_ald_params(owner, threshold, horizon, budget)
     refactor_every = check_optional_int(refactor_every, "refactor_every", owner)
+    dev = resolve_core_device(device, owner)
+    if dev is not None:
+        cfg = {"C": C, "eta": eta, "ridge": ridge, "threshold": threshold, "horizon": horizon, "budget": budget,
+               "refactor_every": refactor_every}
+        return _on_device(owner, "NONS-ALD", device_ald(kernel, "nons", cfg, dev))
 
     def init(n_features):
         e = np.zeros((0, 0), order="F")

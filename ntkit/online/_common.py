@@ -40,7 +40,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .._validation import InvalidParameterError, check_data, check_scalar
+from .._validation import InvalidParameterError, check_data, check_scalar, is_jax_array
 
 __all__ = ["OnlineLearner", "Step"]
 
@@ -68,6 +68,22 @@ class Step(NamedTuple):
 
     state: Any
     predictions: np.ndarray
+
+
+def on_device(owner, name, fns):
+    """An :class:`OnlineLearner` over the device functions ``(init, update, predict)`` of
+    :mod:`ntkit.online._jax`, with the host cores' input checks (jax arrays checked in place)."""
+    init, update_d, predict_d = fns
+
+    def update(state, X, y):
+        X, y = check_stream_any(X, y, state.n_features, owner, True)
+        new, preds = update_d(state, X, y)
+        return Step(new, preds)
+
+    def predict(state, X):
+        return predict_d(state, check_query_any(X, state.n_features, owner, True))
+
+    return OnlineLearner(init, update, predict, name)
 
 
 # -- hyper-parameter checks ------------------------------------------------------------------------
@@ -123,6 +139,34 @@ def check_stream(X, y, n_features, owner):
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"y must have one target per row of X ({X.shape[0]}); found shape {tuple(y.shape)}.")
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+
+def check_stream_any(X, y, n_features, owner, device):
+    """:func:`check_stream` for the device cores (``device`` not None): jax arrays are checked where
+    they live (no copy to the host) and returned as they are; numpy as by :func:`check_stream`."""
+    if device is None or not (is_jax_array(X) or is_jax_array(y)):
+        return check_stream(X, y, n_features, owner)
+    X = check_data(X, "X", ndim=2, allow_jax=True)
+    if X.shape[0] == 0:
+        raise ValueError(f"X is an empty batch (shape {tuple(X.shape)}); {owner} needs at least one row.")
+    if X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but {owner} was initialised with {n_features} "
+                         f"(the feature count of the first row); found shape {tuple(X.shape)}.")
+    y = check_data(y, "y", ndim=1, allow_jax=True)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have one target per row of X ({X.shape[0]}); found shape {tuple(y.shape)}.")
+    return X, y
+
+
+def check_query_any(X, n_features, owner, device):
+    """:func:`check_query` that leaves jax arrays where they are when a device core asks."""
+    if device is None or not is_jax_array(X):
+        return check_query(X, n_features, owner)
+    X = check_data(X, "X", ndim=2, allow_jax=True)
+    if X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but {owner} was initialised with {n_features}; "
+                         f"found shape {tuple(X.shape)}.")
+    return X
 
 
 def check_query(X, n_features, owner):

@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import check_array_arg, check_int, check_same_rows
+from .._validation import check_array_arg, check_data, check_int, check_same_rows, is_jax_array
 from ..kernels import RBF
 from ._ald import aogd_ald, nons_ald
 from ._kogd import kogd
@@ -40,6 +40,21 @@ class _OnlineRegressor(RegressorMixin, BaseEstimator):
 
     def _learner(self):
         return self._core(self.kernel_, self._params_)
+
+    def _validate_jax(self, X, y, reset):
+        """Checks of a jax batch where it lives (the host path's messages; no copy to the host)."""
+        check_array_arg(X, "X", ndim=2, min_rows=1, n_features=None if reset else self.n_features_in_)
+        X = check_data(X, "X", ndim=2, min_rows=1)
+        if y is not None:
+            check_array_arg(y, "y", ndim=(1, 2))
+            check_same_rows(X, y, "X", "y")
+            y = check_data(y, "y", ndim=(1, 2))
+            if y.ndim == 2:
+                if y.shape[1] != 1:
+                    raise ValueError(f"y must be 1-D (one target per row); got shape {tuple(y.shape)}.")
+                y = y[:, 0]
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        return X, y
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, X, y, *, checkpoint=None, checkpoint_every=10_000):
@@ -114,21 +129,35 @@ class _OnlineRegressor(RegressorMixin, BaseEstimator):
         return self._consume(X, y, reset=not hasattr(self, "state_"))
 
     def _consume(self, X, y, reset):
-        check_array_arg(X, "X", ndim=2, min_rows=1)
-        check_array_arg(y, "y", ndim=(1, 2), required=False)
-        check_same_rows(X, y, "X", "y")
-        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32], y_numeric=True)
-        y = np.asarray(y, dtype=np.float64)
+        jax_in = is_jax_array(X) or is_jax_array(y)
+        if jax_in:
+            X, y = self._validate_jax(X, y, reset)
+        else:
+            check_array_arg(X, "X", ndim=2, min_rows=1)
+            check_array_arg(y, "y", ndim=(1, 2), required=False)
+            check_same_rows(X, y, "X", "y")
+            X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32], y_numeric=True)
+            y = np.asarray(y, dtype=np.float64)
         if reset:
+            from .._device import resolve_device
+            from ._jax import device_spec
+
+            # "auto" with numpy data is the host core unless config_context names a device (see
+            # ntkit.online, "On a device": sequential rounds are latency-bound); validates ``device``
+            device = None if isinstance(self.device, str) and self.device == "auto" and not jax_in else self.device
+            placement = resolve_device(device, X, owner=type(self).__name__)
             kernel = self._kernel_for(X.shape[1])
             params = {name: getattr(self, name) for name in self._core_params}
             params.update(self._extra_params())
+            params["device"] = device_spec(placement.device)  # a picklable name (checkpoints pickle params)
             learner = self._core(kernel, params)  # validates the hyper-parameters
             state = learner.init(X.shape[1])
         else:
             kernel, params = self.kernel_, self._params_
             learner = self._learner()
             state = self.state_
+        if jax_in or params.get("device") is not None:
+            return self._consume_blocks(X, y, kernel, params, learner, state, jax_in)
         predictions = np.empty(X.shape[0], dtype=X.dtype)
         # rows go through the core in fixed blocks whether or not a progress bar shows them, so fit,
         # verbose fit and checkpointed / resumed fits round identically (the cores batch kernel rows)
@@ -148,8 +177,49 @@ class _OnlineRegressor(RegressorMixin, BaseEstimator):
         self.online_predictions_ = predictions
         return self
 
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        preds = state.get("online_predictions_")
+        if is_jax_array(preds):  # float64 jax arrays do not survive unpickling without 64-bit jax
+            state["online_predictions_"] = np.asarray(preds)
+        return state
+
+    def _consume_blocks(self, X, y, kernel, params, learner, state, jax_in):
+        """The block loop of ``_consume`` for device learners and jax batches (predictions collected
+        as the core returns them: jax for jax input)."""
+        parts = []
+        blocks = range(0, X.shape[0], _VERBOSE_BLOCK)
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            blocks = tqdm(blocks, desc=type(self).__name__, unit="block", leave=False)
+        for i in blocks:
+            state, p = learner.update(state, X[i:i + _VERBOSE_BLOCK], y[i:i + _VERBOSE_BLOCK])
+            parts.append(p)
+        self.kernel_, self._params_, self.state_ = kernel, params, state
+        self.n_seen_ = int(state.t)
+        self.cumulative_loss_ = float(state.cumulative_loss)
+        self.dictionary_size_ = int(self._dictionary_size(state))
+        if any(is_jax_array(p) for p in parts):
+            import jax.numpy as jnp
+
+            from ._jax import _x64
+
+            with _x64():
+                preds = parts[0] if len(parts) == 1 else jnp.concatenate([jnp.asarray(p) for p in parts])
+            self.online_predictions_ = preds if jax_in else np.asarray(preds)
+        else:
+            out = np.concatenate(parts).astype(np.float32 if np.dtype(X.dtype) == np.float32 else np.float64)
+            self.online_predictions_ = _as_jax_like(out, X) if jax_in else out
+        return self
+
     def _extra_params(self):
         return {}
+
+    def _dictionary_size(self, state):
+        if hasattr(state, "dictionary_size"):  # the device states
+            return state.dictionary_size()
+        return self._host_dictionary_size(state)
 
     #: scikit-learn's ``poor_score`` tag: True where one online pass over check_regressors_train's
     #: 200 points in 10-D (1 informative feature, noise 20) stays below training R² 0.5. Measured
@@ -174,6 +244,10 @@ class _OnlineRegressor(RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,), dtype of X (float32 or float64)
         """
         check_is_fitted(self, "state_")
+        if is_jax_array(X):
+            X, _ = self._validate_jax(X, None, reset=False)
+            out = self._learner().predict(self.state_, X)
+            return out if is_jax_array(out) else _as_jax_like(out, X)  # a host learner: host work, jax out
         check_array_arg(X, "X", ndim=2, min_rows=1)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self._learner().predict(self.state_, X)
@@ -197,6 +271,8 @@ class KOGD(_OnlineRegressor):
         None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
     verbose : bool, default=False
         Show a tqdm progress bar over blocks of 2048 rows.
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where the stream is learned (see :mod:`ntkit.online`, "On a device").
 
     Attributes
     ----------
@@ -227,18 +303,20 @@ class KOGD(_OnlineRegressor):
 
     _core_params = ("U", "learning_rate", "budget")
 
-    def __init__(self, kernel=None, *, U="auto", learning_rate="adagrad", budget=None, verbose=False):
+    def __init__(self, kernel=None, *, U="auto", learning_rate="adagrad", budget=None, verbose=False,
+                 device="auto"):
         self.kernel = kernel
         self.U = U
         self.learning_rate = learning_rate
         self.budget = budget
         self.verbose = verbose
+        self.device = device
 
     def _core(self, kernel, p):
-        return kogd(kernel, U=p["U"], learning_rate=p["learning_rate"], budget=p["budget"])
+        return kogd(kernel, U=p["U"], learning_rate=p["learning_rate"], budget=p["budget"], device=p.get("device"))
 
     @staticmethod
-    def _dictionary_size(state):
+    def _host_dictionary_size(state):
         return state.coef.shape[0]
 
 
@@ -263,6 +341,8 @@ class AOGDALD(_OnlineRegressor):
         None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
     verbose : bool, default=False
         Show a tqdm progress bar over blocks of 2048 rows.
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where the stream is learned (see :mod:`ntkit.online`, "On a device").
 
     Attributes
     ----------
@@ -294,19 +374,22 @@ class AOGDALD(_OnlineRegressor):
 
     _core_params = ("U", "threshold", "horizon", "budget")
 
-    def __init__(self, kernel=None, *, U="auto", threshold="auto", horizon=None, budget=None, verbose=False):
+    def __init__(self, kernel=None, *, U="auto", threshold="auto", horizon=None, budget=None, verbose=False,
+                 device="auto"):
         self.kernel = kernel
         self.U = U
         self.threshold = threshold
         self.horizon = horizon
         self.budget = budget
         self.verbose = verbose
+        self.device = device
 
     def _core(self, kernel, p):
-        return aogd_ald(kernel, U=p["U"], threshold=p["threshold"], horizon=p["horizon"], budget=p["budget"])
+        return aogd_ald(kernel, U=p["U"], threshold=p["threshold"], horizon=p["horizon"], budget=p["budget"],
+                        device=p.get("device"))
 
     @staticmethod
-    def _dictionary_size(state):
+    def _host_dictionary_size(state):
         return len(state.dictionary)
 
 
@@ -332,6 +415,8 @@ class NONSALD(_OnlineRegressor):
         None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
     verbose : bool, default=False
         Show a tqdm progress bar over blocks of 2048 rows.
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where the stream is learned (see :mod:`ntkit.online`, "On a device").
 
     Attributes
     ----------
@@ -365,7 +450,7 @@ class NONSALD(_OnlineRegressor):
     _core_params = ("C", "eta", "ridge", "threshold", "horizon", "budget", "refactor_every")
 
     def __init__(self, kernel=None, *, C="auto", eta="auto", ridge=1.0, threshold="auto", horizon=None, budget=None,
-                 refactor_every=1000, verbose=False):
+                 refactor_every=1000, verbose=False, device="auto"):
         self.kernel = kernel
         self.C = C
         self.eta = eta
@@ -375,13 +460,15 @@ class NONSALD(_OnlineRegressor):
         self.budget = budget
         self.refactor_every = refactor_every
         self.verbose = verbose
+        self.device = device
 
     def _core(self, kernel, p):
         return nons_ald(kernel, C=p["C"], eta=p["eta"], ridge=p["ridge"], threshold=p["threshold"],
-                        horizon=p["horizon"], budget=p["budget"], refactor_every=p["refactor_every"])
+                        horizon=p["horizon"], budget=p["budget"], refactor_every=p["refactor_every"],
+                        device=p.get("device"))
 
     @staticmethod
-    def _dictionary_size(state):
+    def _host_dictionary_size(state):
         return len(state.dictionary)
 
 
@@ -403,6 +490,8 @@ class KONS(_OnlineRegressor):
         None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
     verbose : bool, default=False
         Show a tqdm progress bar over blocks of 2048 rows.
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where the stream is learned (see :mod:`ntkit.online`, "On a device").
 
     Attributes
     ----------
@@ -434,18 +523,19 @@ class KONS(_OnlineRegressor):
     _core_params = ("C", "eta", "ridge")
     _poor_score = False
 
-    def __init__(self, kernel=None, *, C="auto", eta="auto", ridge=1.0, verbose=False):
+    def __init__(self, kernel=None, *, C="auto", eta="auto", ridge=1.0, verbose=False, device="auto"):
         self.kernel = kernel
         self.C = C
         self.eta = eta
         self.ridge = ridge
         self.verbose = verbose
+        self.device = device
 
     def _core(self, kernel, p):
-        return kons(kernel, C=p["C"], eta=p["eta"], ridge=p["ridge"])
+        return kons(kernel, C=p["C"], eta=p["eta"], ridge=p["ridge"], device=p.get("device"))
 
     @staticmethod
-    def _dictionary_size(state):
+    def _host_dictionary_size(state):
         return state.points.n
 
 
@@ -470,6 +560,8 @@ class SketchedKONS(_OnlineRegressor):
         None means ``RBF(lengthscale=sqrt(n_features))`` (suits standardised features).
     verbose : bool, default=False
         Show a tqdm progress bar over blocks of 2048 rows.
+    device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
+        Where the stream is learned (see :mod:`ntkit.online`, "On a device").
 
     Attributes
     ----------
@@ -501,7 +593,7 @@ class SketchedKONS(_OnlineRegressor):
     _core_params = ("C", "eta", "ridge", "gamma", "beta")
 
     def __init__(self, kernel=None, *, C="auto", eta="auto", ridge=1.0, gamma=0.1, beta=1.5, random_state=None,
-                 verbose=False):
+                 verbose=False, device="auto"):
         self.kernel = kernel
         self.C = C
         self.eta = eta
@@ -510,6 +602,7 @@ class SketchedKONS(_OnlineRegressor):
         self.beta = beta
         self.random_state = random_state
         self.verbose = verbose
+        self.device = device
 
     def _extra_params(self):
         rs = self.random_state
@@ -521,8 +614,17 @@ class SketchedKONS(_OnlineRegressor):
 
     def _core(self, kernel, p):
         return sketched_kons(kernel, C=p["C"], eta=p["eta"], ridge=p["ridge"], gamma=p["gamma"], beta=p["beta"],
-                             seed=p["seed"])
+                             seed=p["seed"], device=p.get("device"))
 
     @staticmethod
-    def _dictionary_size(state):
+    def _host_dictionary_size(state):
         return len(state.sketch)
+
+
+def _as_jax_like(out, X):
+    """numpy ``out`` as a jax array on X's device (for jax queries answered by a host learner)."""
+    import jax
+
+    from .._device import _array_device
+
+    return jax.device_put(out, _array_device(X))

@@ -39,8 +39,10 @@ import numpy as np
 from .._blas import matmul
 from .._validation import InvalidParameterError, check_scalar
 from ..ops import gram, kernel_matvec
+from ._jax import device_kogd, resolve_core_device
 from ._common import (
     OnlineLearner,
+    on_device as _on_device,
     Rows,
     Step,
     check_auto_scalar,
@@ -82,7 +84,7 @@ class KOGDState(NamedTuple):
         return self.points.array if isinstance(self.points, Rows) else self.points
 
 
-def kogd(kernel, *, U="auto", learning_rate="adagrad", budget=None):
+def kogd(kernel, *, U="auto", learning_rate="adagrad", budget=None, device=None):
     r"""Kernel online gradient descent (projected onto ``‖f‖ ≤ U``), optionally on a budget.
 
     Parameters
@@ -95,6 +97,11 @@ def kogd(kernel, *, U="auto", learning_rate="adagrad", budget=None):
     budget : int, optional
         Maximum number of support vectors (None: every round adds one, O(t) cost per round); when
         over it, the smallest older support vector is removed.
+    device : None, "cpu", "gpu" or jax.Device, default=None
+        None: the host core (numpy state). Otherwise the rounds run on that jax device as a
+        jit-compiled scan, the support vectors in a fixed-capacity device buffer doubled as
+        needed (see :mod:`ntkit.online._jax`); the state is a :class:`~ntkit.online._jax.KOGDDeviceState`,
+        predictions are numpy for numpy input and jax for jax input.
 
     Returns
     -------
@@ -123,6 +130,9 @@ def kogd(kernel, *, U="auto", learning_rate="adagrad", budget=None):
     else:
         lr = check_scalar(learning_rate, "learning_rate", owner, low=0.0, closed="neither")
     budget = check_optional_int(budget, "budget", owner)
+    dev = resolve_core_device(device, owner)
+    if dev is not None:
+        return _on_device(owner, "KOGD", device_kogd(kernel, U, lr, budget, dev))
 
     def init(n_features):
         n_features = int(n_features)

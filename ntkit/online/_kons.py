@@ -53,8 +53,10 @@ import numpy as np
 from .._leverage import OnlineRLSDictionary
 from .._validation import check_scalar
 from ..ops import gram, kernel_matvec
+from ._jax import device_kons, resolve_core_device
 from ._common import (
     OnlineLearner,
+    on_device as _on_device,
     Rows,
     Step,
     bound,
@@ -102,7 +104,7 @@ def _check_second_order(owner, kernel, C, eta, ridge):
     return C, eta, ridge
 
 
-def kons(kernel, *, C="auto", eta="auto", ridge=1.0):
+def kons(kernel, *, C="auto", eta="auto", ridge=1.0, device=None):
     r"""KONS: exact kernel online Newton step (O(t²) per round).
 
     Parameters
@@ -115,6 +117,10 @@ def kons(kernel, *, C="auto", eta="auto", ridge=1.0):
         threshold 0 and KONS with the same parameters make the same predictions).
     ridge : float > 0, default=1.0
         α in ``A_0 = α I``.
+    device : None, "cpu", "gpu" or jax.Device, default=None
+        None: the host core. Otherwise the rounds run on that jax device as a jit-compiled scan:
+        the points, their coefficients and the Cholesky factor of the curvature sketch in
+        fixed-capacity device buffers doubled as needed (see :mod:`ntkit.online._jax`).
 
     Returns
     -------
@@ -133,10 +139,10 @@ def kons(kernel, *, C="auto", eta="auto", ridge=1.0):
     True
     """
     C, eta, ridge = _check_second_order("kons", kernel, C, eta, ridge)
-    return _make("kons", "KONS", kernel, C, eta, ridge, None, None)
+    return _make("kons", "KONS", kernel, C, eta, ridge, None, None, device)
 
 
-def sketched_kons(kernel, *, C="auto", eta="auto", ridge=1.0, gamma=0.1, beta=1.5, seed=0):
+def sketched_kons(kernel, *, C="auto", eta="auto", ridge=1.0, gamma=0.1, beta=1.5, seed=0, device=None):
     r"""Sketched-KONS: KONS with its curvature matrix sketched by kernel online row sampling.
 
     Parameters
@@ -151,6 +157,9 @@ def sketched_kons(kernel, *, C="auto", eta="auto", ridge=1.0, gamma=0.1, beta=1.
         reference R code).
     seed : int, default=0
         Seed of the counter-based draws (``u_t`` depends only on seed and t, not on batching).
+    device : None, "cpu", "gpu" or jax.Device, default=None
+        As in :func:`kons`; the sketch and the KORS dictionary are separate device buffers, and the
+        draws ``u_t`` are the host's (computed per batch and passed to the scan).
 
     Returns
     -------
@@ -175,11 +184,16 @@ def sketched_kons(kernel, *, C="auto", eta="auto", ridge=1.0, gamma=0.1, beta=1.
     from .._validation import check_int
 
     seed = check_int(seed, "seed", owner, low=0, high=2**63 - 1)
-    return _make(owner, "Sketched-KONS", kernel, C, eta, ridge, (gamma, beta), seed)
+    return _make(owner, "Sketched-KONS", kernel, C, eta, ridge, (gamma, beta), seed, device)
 
 
-def _make(owner, name, kernel, C, eta, ridge, sketch_params, seed):
+def _make(owner, name, kernel, C, eta, ridge, sketch_params, seed, device=None):
     exact = sketch_params is None or sketch_params[0] >= 1.0
+    dev = resolve_core_device(device, owner)
+    if dev is not None:
+        gamma, beta = sketch_params if sketch_params is not None else (1.0, 1.0)
+        cfg = {"C": C, "eta": eta, "ridge": ridge, "exact": exact, "gamma": gamma, "beta": beta}
+        return _on_device(owner, name, device_kons(kernel, cfg, seed, dev))
 
     def init(n_features):
         n_features = int(n_features)
