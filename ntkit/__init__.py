@@ -8,6 +8,7 @@ what this installation can run.
 
 from ._config import config_context, get_config
 from ._linalg import NumericalWarning
+from ._warnings import PerformanceWarning
 from ._validation import InvalidParameterError
 
 __version__ = "0.1.0"
@@ -15,7 +16,7 @@ __version__ = "0.1.0"
 from . import kernels, ops  # noqa: E402
 
 __all__ = ["__version__", "config_context", "get_config", "show_backends", "backends_info", "InvalidParameterError",
-           "NumericalWarning", "kernels", "ops"]
+           "NumericalWarning", "PerformanceWarning", "kernels", "ops"]
 
 
 def backends_info() -> dict:
@@ -76,6 +77,9 @@ def show_backends(file=None) -> dict:
             f"{native.get('omp_max_threads', '?')} threads, BLAS {native.get('blas', '?')}; "
             f"CUDA compiled: {cuda}, devices: {devs})"
         )
+        ffi = native.get("ffi_platforms") or []
+        lines.append(f"  ffi    : {'XLA custom calls on ' + ', '.join(ffi) if native.get('ffi') else 'not built'} "
+                     "(backend='native' with jax arrays)")
     else:
         lines.append(f"  native : not available ({native.get('error', 'extension not built')})")
     lines.append(f"  auto   : {info['default_backend_rule']}")

@@ -3,15 +3,17 @@
 ntkit computes where the data lives. The rule, applied by every solver, estimator and feature
 map (and nowhere else re-implemented):
 
-``device=None`` (solvers, ops: *follow the data*)
+``device=None`` (solvers: *follow the data*)
     jax arrays in → the device of those arrays (jax out, on that device). numpy in → the host
     engines (numpy / native C++), numpy out — unless ``ntkit.config_context(device=...)`` names
-    a device for the block, which then applies as if passed explicitly.
+    a device for the block, which then applies as if passed explicitly. (:mod:`ntkit.ops` always
+    follows the data: numpy in runs on the host whatever the context says.)
 ``device="auto"`` (the estimators' default)
-    jax arrays → their device; else the ``config_context`` device if one is set; else jax's
-    default device when it is an accelerator (a GPU), else the host engines. On a machine
-    without a GPU, "auto" is therefore exactly the host path ntkit always had.
-``device="cpu"`` / ``"gpu"`` / a ``jax.Device``
+    the ``config_context`` device if one is set; else jax's default device when it is an
+    accelerator (a GPU), else the host engines. On a machine without a GPU, "auto" is therefore
+    exactly the host path ntkit always had. Estimators take and return numpy (scikit-learn's
+    validation converts jax input); the solvers are the jax-in, jax-out interface.
+``device="cpu"`` / ``"gpu"`` / ``"gpu:1"`` (platform:id) / a ``jax.Device``
     That jax device: numpy data are moved there once, the work is jit-compiled jax on device
     arrays, and numpy callers get numpy back. ``"gpu"`` without a GPU visible to jax is an error
     that says how to get one.
@@ -26,6 +28,7 @@ inside whatever pool the user configured.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -63,10 +66,13 @@ class Placement(NamedTuple):
 def _check_option(device, owner):
     if device is None or isinstance(device, str) and device in DEVICES:
         return device
+    if isinstance(device, str) and re.fullmatch(r"(cpu|gpu|cuda|rocm|tpu):\d+", device):
+        return device  # "platform:id", as estimators' device_ records it
     if type(device).__name__ == "Device" or hasattr(device, "platform") and hasattr(device, "memory_stats"):
         return device  # a jax.Device
     raise InvalidParameterError(
-        f"The 'device' parameter of {owner} must be one of {{'auto', 'cpu', 'gpu'}}, None or a jax.Device. "
+        f"The 'device' parameter of {owner} must be one of {{'auto', 'cpu', 'gpu'}}, 'platform:id' (e.g. 'gpu:1'), "
+        "None or a jax.Device. "
         f"Got {device!r} instead.")
 
 
@@ -121,7 +127,7 @@ def resolve_device(device=None, *arrays, owner: str = "ntkit") -> Placement:
         else:
             return Placement(None, False)
     if isinstance(device, str):
-        device = _named_device(device)
+        device = device_from_name(device) if ":" in device else _named_device(device)
     return Placement(device, jax_in)
 
 
@@ -201,8 +207,13 @@ def device_from_name(name):
     import jax
 
     platform, _, idx = name.partition(":")
-    for d in jax.devices(platform):
+    try:
+        devs = jax.devices("gpu" if platform == "cuda" else platform)
+    except RuntimeError:
+        devs = []
+    for d in devs:
         if str(d.id) == idx:
             return d
-    raise RuntimeError(f"this estimator was fitted on jax device {name!r}, which this process does not see; "
-                       "refit it, or set its device parameter to one that exists (e.g. 'cpu').")
+    seen = [f"{d.platform}:{d.id}" for d in jax.devices()]
+    raise RuntimeError(f"jax device {name!r} is not among the devices this process sees ({', '.join(seen)}); name "
+                       "one of those (an estimator fitted elsewhere: refit it, or set its device parameter).")

@@ -170,9 +170,10 @@ def check_data(
             import jax
             import jax.numpy as jnp
 
-            if isinstance(X, jax.core.Tracer) and not hasattr(X, "primal"):
+            try:
+                ok = bool(jnp.isfinite(X).all())
+            except jax.errors.ConcretizationTypeError:
                 return X  # under jit the values are not known: NaN propagates, as everywhere in jax
-            ok = bool(jnp.isfinite(X).all())
         else:
             ok = bool(np.isfinite(X).all())
         if not ok:

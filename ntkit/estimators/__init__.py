@@ -9,10 +9,11 @@ arc-cosine, NTK and universal random features, and Nyström.
 
 from ..features import (ArcCosineFeatures, NTKRandomFeatures, Nystroem, PositiveRandomFeatures,
                         RandomFourierFeatures, UniversalRandomFeatures)
+from ._common import data_lengthscale
 from ._eigenpro import EigenProClassifier, EigenProRegressor
 from ._ntk import EmpiricalNTKKernel, NTKClassifier, NTKRegressor
 from ._online import OnlineKernelRegressor
 
 __all__ = ["NTKRegressor", "NTKClassifier", "EmpiricalNTKKernel", "EigenProRegressor", "EigenProClassifier",
            "OnlineKernelRegressor", "RandomFourierFeatures", "PositiveRandomFeatures", "ArcCosineFeatures",
-           "NTKRandomFeatures", "UniversalRandomFeatures", "Nystroem"]
+           "NTKRandomFeatures", "UniversalRandomFeatures", "Nystroem", "data_lengthscale"]

@@ -8,9 +8,10 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import check_array_arg, check_same_rows
+from .._validation import InvalidParameterError, check_array_arg, check_int, check_same_rows
 from ..kernels import Kernel, Laplace
 from ..solvers import eigenpro
+from ._common import DefaultKernelMixin, TargetScaler, check_kernel_scale, resolve_kernel
 
 __all__ = ["EigenProRegressor", "EigenProClassifier"]
 
@@ -22,8 +23,14 @@ def _check_xy(X, y, y_ndim, labels=False):
     check_same_rows(X, y, "X", "y")
 
 
-class _EigenProBase(BaseEstimator):
-    def __init__(self, kernel=None, *, n_centers=None, ridge=0.0, n_eigen="auto", subsample_size="auto",
+#: ``n_centers="auto"``: EigenPro 2 (centers = data) up to this many rows, EigenPro 3 on
+#: ``AUTO_CENTERS`` centers (a uniform subsample) above it.
+EP2_MAX_ROWS = 100_000
+AUTO_CENTERS = 10_000
+
+
+class _EigenProBase(DefaultKernelMixin, BaseEstimator):
+    def __init__(self, kernel=None, *, n_centers="auto", ridge=0.0, n_eigen="auto", subsample_size="auto",
                  batch_size="auto", epochs=10, tol=None, warm_start=False, random_state=None, memory_budget=None,
                  verbose=False, device="auto"):
         self.kernel = kernel
@@ -40,20 +47,35 @@ class _EigenProBase(BaseEstimator):
         self.memory_budget = memory_budget
         self.verbose = verbose
 
+    def _default_kernel(self):
+        return Laplace(lengthscale="scale")
+
     def _kernel(self, X):
-        if self.kernel is None:
-            return Laplace(lengthscale=float(np.sqrt(X.shape[1])))  # unit-variance features: O(1) distances
-        return self.kernel
+        kernel = resolve_kernel(self._default_kernel() if self.kernel is None else self.kernel, X)
+        check_kernel_scale(kernel, X, type(self).__name__, stacklevel=5)
+        return kernel
+
+    def _n_centers(self, n):
+        nc = self.n_centers
+        if isinstance(nc, str):
+            if nc != "auto":
+                raise InvalidParameterError(f"The 'n_centers' parameter of {type(self).__name__} must be 'auto', None "
+                                            f"or an int in the range [1, inf). Got {nc!r} instead.")
+            return None if n <= EP2_MAX_ROWS else AUTO_CENTERS
+        if nc is None:
+            return None
+        return check_int(nc, "n_centers", type(self).__name__, low=1)
 
     def _fit_targets(self, X, Y):
         kernel = self._kernel(X)
+        n_centers = self._n_centers(len(X))
         seed = self.random_state if isinstance(self.random_state, (int, np.integer)) or self.random_state is None \
             else np.random.RandomState(self.random_state).randint(0, 2**31 - 1) if not isinstance(
                 self.random_state, np.random.RandomState) else self.random_state.randint(0, 2**31 - 1)
         centers = None
-        if self.n_centers is not None and self.n_centers < len(X):
+        if n_centers is not None and n_centers < len(X):
             rng = np.random.default_rng(seed)
-            centers = X[np.sort(rng.choice(len(X), size=int(self.n_centers), replace=False))]
+            centers = X[np.sort(rng.choice(len(X), size=int(n_centers), replace=False))]
         warm = self.warm_start and hasattr(self, "result_") and self.result_.weights.shape[0] == (
             len(X) if centers is None else len(centers))
         from .._device import device_name, resolve_device
@@ -110,8 +132,14 @@ class _EigenProBase(BaseEstimator):
 class EigenProRegressor(RegressorMixin, _EigenProBase):
     """Kernel regression fitted by EigenPro 2 (``n_centers=None``) or EigenPro 3 on ``n_centers`` centers.
 
-    ``kernel`` defaults to ``Laplace(lengthscale=sqrt(n_features))``; any ntkit kernel (tunable
-    through ``kernel__lengthscale`` in a grid search) or callable works. ``warm_start=True``
+    ``kernel`` defaults to ``Laplace(lengthscale="scale")``, i.e. ``sqrt(n_features · X.var())`` of the
+    training data (it follows the data's scale, as ``SVC(gamma="scale")``); any ntkit kernel
+    (tunable through ``kernel__lengthscale`` in a grid search, also from the default) or callable
+    works, and a stationary kernel that is ≈ 0 or ≈ 1 between distinct training points gives a
+    ``NumericalWarning``. ``n_centers="auto"`` is EigenPro 2 (centers = data) up to 100 000 rows
+    and EigenPro 3 on 10 000 uniformly drawn centers above; an int asks for that many centers,
+    None for EigenPro 2 at any size. ``normalize_y=True`` (regressor) fits centred, scaled targets
+    and adds the mean back (the intercept). ``warm_start=True``
     continues from the previous weights. ``device`` ("auto", "cpu", "gpu" or a jax device; the rule
     of :mod:`ntkit._device`) says where the fit and predictions run: "auto" uses a GPU when jax
     has one, else the host engines; numpy in, numpy out on every device. See
@@ -132,13 +160,27 @@ class EigenProRegressor(RegressorMixin, _EigenProBase):
         tags.target_tags.multi_output = True  # y of shape (n, c) fits c outputs at once
         return tags
 
+    def __init__(self, kernel=None, *, n_centers="auto", ridge=0.0, n_eigen="auto", subsample_size="auto",
+                 batch_size="auto", epochs=10, tol=None, warm_start=False, random_state=None, memory_budget=None,
+                 verbose=False, device="auto", normalize_y=True):
+        super().__init__(kernel, n_centers=n_centers, ridge=ridge, n_eigen=n_eigen, subsample_size=subsample_size,
+                         batch_size=batch_size, epochs=epochs, tol=tol, warm_start=warm_start,
+                         random_state=random_state, memory_budget=memory_budget, verbose=verbose, device=device)
+        self.normalize_y = normalize_y
+
     def fit(self, X, y):
         _check_xy(X, y, (1, 2))
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True)
-        return self._fit_targets(X, np.asarray(y, dtype=X.dtype))
+        Y = np.asarray(y, dtype=np.float64)
+        scaler = TargetScaler(Y.reshape(len(Y), -1), bool(self.normalize_y))
+        self.y_mean_, self.y_std_ = scaler.mean, scaler.std
+        Yn = scaler.forward(Y.reshape(len(Y), -1))
+        return self._fit_targets(X, Yn.reshape(Y.shape).astype(X.dtype))
 
     def predict(self, X):
-        return self._decision(X)
+        F = np.asarray(self._decision(X))
+        mean, std = (self.y_mean_, self.y_std_) if F.ndim == 2 else (self.y_mean_[0], self.y_std_[0])
+        return (F * std + mean).astype(F.dtype, copy=False)
 
 
 class EigenProClassifier(ClassifierMixin, _EigenProBase):

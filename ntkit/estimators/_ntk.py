@@ -15,6 +15,7 @@ from .._blas import matmul
 from .._leverage import _gram
 from .._validation import InvalidParameterError, check_array_arg, check_option, check_scalar
 from ..kernels import Kernel, ReluNTK
+from ._common import DefaultKernelMixin, TargetScaler, check_kernel_scale, resolve_kernel
 from ._eigenpro import _check_xy
 
 __all__ = ["NTKRegressor", "NTKClassifier", "EmpiricalNTKKernel"]
@@ -70,7 +71,7 @@ class EmpiricalNTKKernel:
             np.zeros(0)
 
 
-class _NTKBase(BaseEstimator):
+class _NTKBase(DefaultKernelMixin, BaseEstimator):
     def __init__(self, kernel=None, *, ridge=1e-6, solver="auto", tol=1e-8, max_iter=None, epochs=20,
                  memory_budget=None, random_state=None, verbose=False, device="auto"):
         self.kernel = kernel
@@ -84,15 +85,21 @@ class _NTKBase(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _resolve(self, n):
+    def _default_kernel(self):
+        return ReluNTK(depth=2)
+
+    def _resolve(self, X):
+        n = X.shape[0]
         owner = type(self).__name__
         solver = check_option(self.solver, "solver", owner, ("auto", "cholesky", "cg", "eigenpro"))
         check_scalar(self.ridge, "ridge", owner, low=0.0)
         if solver == "auto":
             solver = "cholesky" if n <= _CHOLESKY_MAX else ("cg" if n <= _CG_MAX else "eigenpro")
-        kernel = ReluNTK(depth=2) if self.kernel is None else self.kernel
+        kernel = self._default_kernel() if self.kernel is None else self.kernel
         if not callable(kernel):
             raise InvalidParameterError(f"kernel must be an ntkit kernel or a callable k(A, B); got {kernel!r}.")
+        kernel = resolve_kernel(kernel, X)
+        check_kernel_scale(kernel, X, owner, stacklevel=5)
         return solver, kernel
 
     def __getstate__(self):
@@ -103,8 +110,7 @@ class _NTKBase(BaseEstimator):
     def _solve(self, X, Y):
         from .._device import device_name, resolve_device
 
-        n = X.shape[0]
-        solver, kernel = self._resolve(n)
+        solver, kernel = self._resolve(X)
         ridge = float(self.ridge)
         X64 = X.astype(np.float64, copy=False)
         placement = resolve_device(self.device, owner=type(self).__name__)
@@ -229,7 +235,7 @@ class _NTKBase(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         X64 = X.astype(np.float64, copy=False)
         if getattr(self, "device_", None) is not None:
-            return self._decision_device(X64).astype(X.dtype, copy=False)
+            return self._post(self._decision_device(X64)).astype(X.dtype, copy=False)
         if isinstance(self.kernel_, Kernel):
             from ..ops import kernel_matvec
 
@@ -237,7 +243,11 @@ class _NTKBase(BaseEstimator):
                                            memory_budget=self.memory_budget))
         else:
             out = matmul(_gram(self.kernel_, X64, self.X_fit_), self.dual_coef_)
-        return out.astype(X.dtype, copy=False)
+        return self._post(out).astype(X.dtype, copy=False)
+
+    def _post(self, F):
+        """Map the kernel machine's outputs to predictions (identity; regressors undo ``normalize_y``)."""
+        return F
 
 
 class NTKRegressor(RegressorMixin, _NTKBase):
@@ -247,8 +257,11 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     ----------
     kernel : Kernel or callable, default=None
         ``None`` is ``ReluNTK(depth=2)``; any ntkit kernel (``ReluNNGP``, ``RBF``, ... — tunable as
-        ``kernel__<param>`` in a grid search), an :class:`EmpiricalNTKKernel` of a JAX model, or any
-        callable ``k(A, B)``.
+        ``kernel__<param>`` in a grid search, also from the default: ``kernel__depth``), an
+        :class:`EmpiricalNTKKernel` of a JAX model, or any callable ``k(A, B)``. A stationary
+        kernel's ``lengthscale="scale"`` is ``sqrt(n_features · X.var())`` of the training data. A
+        stationary kernel that is ≈ 0 or ≈ 1 between distinct training points (a lengthscale far
+        from the data's scale) gives a ``NumericalWarning`` that says so.
     ridge : float, default=1e-6
         Added to the kernel diagonal.
     solver : {"auto", "cholesky", "cg", "eigenpro"}, default="auto"
@@ -260,6 +273,11 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     epochs : int, default=20
         EigenPro epochs.
     memory_budget, random_state, verbose
+    normalize_y : bool, default=True
+        Fit on targets centred (and scaled) per output and add the mean back in predictions: the
+        intercept kernel ridge regression lacks (without it, predictions shrink towards 0 as the
+        ridge grows or away from the data). As ``GaussianProcessRegressor(normalize_y=True)``.
+        ``dual_coef_`` are then the coefficients of the normalised targets.
     device : {"auto", "cpu", "gpu"} or jax.Device, default="auto"
         Where the fit and predictions run (:mod:`ntkit._device`): "auto" uses a GPU when jax
         has one (else the host engines, as before); "cpu" / "gpu" name a jax device. The data
@@ -270,7 +288,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     Attributes
     ----------
     dual_coef_ (n, outputs), solver_, kernel_, X_fit_, n_iter_, device_ (the device fitted on, as
-    ``"gpu:0"``, or None for the host engines).
+    ``"gpu:0"``, or None for the host engines), y_mean_ and y_std_ (``normalize_y``; 0 and 1 without).
 
     Examples
     --------
@@ -281,13 +299,25 @@ class NTKRegressor(RegressorMixin, _NTKBase):
     True
     """
 
+    def __init__(self, kernel=None, *, ridge=1e-6, solver="auto", tol=1e-8, max_iter=None, epochs=20,
+                 memory_budget=None, random_state=None, verbose=False, device="auto", normalize_y=True):
+        super().__init__(kernel, ridge=ridge, solver=solver, tol=tol, max_iter=max_iter, epochs=epochs,
+                         memory_budget=memory_budget, random_state=random_state, verbose=verbose, device=device)
+        self.normalize_y = normalize_y
+
     def fit(self, X, y):
         """Solve for the dual coefficients on (X, y)."""
         _check_xy(X, y, (1, 2))
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True, multi_output=True)
         Y = np.asarray(y, dtype=np.float64)
         self._y_1d = Y.ndim == 1
-        return self._solve(X, Y.reshape(len(Y), -1))
+        Y = Y.reshape(len(Y), -1)
+        scaler = TargetScaler(Y, bool(self.normalize_y))
+        self.y_mean_, self.y_std_ = scaler.mean, scaler.std
+        return self._solve(X, scaler.forward(Y))
+
+    def _post(self, F):
+        return F * self.y_std_ + self.y_mean_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -303,7 +333,7 @@ class NTKRegressor(RegressorMixin, _NTKBase):
 class NTKClassifier(ClassifierMixin, _NTKBase):
     """Kernel classification by ridge regression on one-hot (±1) targets, NTK kernel by default.
 
-    Same parameters as :class:`NTKRegressor`; ``predict`` is the argmax of
+    Same parameters as :class:`NTKRegressor` but ``normalize_y``; ``predict`` is the argmax of
     ``decision_function`` (one column per class; one column for two classes).
 
     Examples

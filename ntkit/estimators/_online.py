@@ -59,6 +59,9 @@ class OnlineKernelRegressor(RegressorMixin, BaseEstimator):
 
     def _new(self):
         learner = check_option(self.learner, "learner", type(self).__name__, _LEARNERS)
+        from .._device import _check_option
+
+        _check_option(self.device, type(self).__name__)  # named after this estimator, not the learner inside
         kernel = None if self.kernel is None else clone(self.kernel)
         return _make(learner, kernel, self.learner_params, self.device)
 

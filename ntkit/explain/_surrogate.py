@@ -225,6 +225,12 @@ class NTKSurrogate:
         self.verbose = verbose
         self.device = device
 
+    def __getstate__(self):
+        """Fitted jax arrays pickle as numpy (a float64 jax array unpickled without x64 would come back
+        float32); a surrogate fitted on a device moves them back when it next predicts there."""
+        state = super().__getstate__()
+        return {k: (np.asarray(v) if is_jax_array(v) else v) for k, v in state.items()}
+
     # ------------------------------------------------------------------ placement
     def _placement(self, *arrays):
         """The rule of ``device`` (class docstring); at prediction time a surrogate fitted on a device
@@ -236,9 +242,9 @@ class NTKSurrogate:
         if isinstance(device, str) and device == "auto" and not jax_in:
             fitted = self.__dict__.get("_device_fitted")
             if fitted is not None:
-                from .._device import Placement
+                from .._device import Placement, device_from_name
 
-                return Placement(fitted, False)
+                return Placement(device_from_name(fitted), False)
             device = None
         return resolve_device(device, *arrays, owner="NTKSurrogate")
 
@@ -404,7 +410,9 @@ class NTKSurrogate:
         y = self._check_labels(y_train, n, O)
         if self.kind == "projected" and not self.n_projections:
             raise InvalidParameterError("kind='projected' needs n_projections (the sketch dimension).")
-        self._device_fitted = placement.device
+        from .._device import device_name
+
+        self._device_fitted = device_name(placement.device)  # a name: jax.Device objects do not pickle
         self.X_train_ = X
         self.y_train_ = y
         self.optimizer_result_ = None

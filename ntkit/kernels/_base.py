@@ -110,6 +110,12 @@ class StationaryKernel(Kernel):
         owner = type(self).__name__
         from .._validation import InvalidParameterError, check_scalar
 
+        if isinstance(ls, str) and ls == "scale":
+            raise InvalidParameterError(
+                f"{owner}(lengthscale='scale') is resolved by ntkit's estimators at fit time (sqrt(n_features · "
+                "X.var()) of the training data); ntkit.ops and the solvers need a number: pass "
+                "ntkit.estimators.data_lengthscale(X) or another positive float.")
+
         if isinstance(ls, (list, tuple, np.ndarray)) and np.ndim(ls) >= 1:
             arr = np.asarray(ls, dtype=np.float64)
             if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
@@ -162,7 +168,7 @@ class StationaryKernel(Kernel):
     @staticmethod
     def _sqdist(xp, dot, sx, sz):
         d2 = sx[:, None] + sz[None, :] - 2 * dot
-        return xp.maximum(d2, 0)
+        return xp.where(d2 < 0, 0, d2)  # clamp round-off below 0; NaN stays NaN (XLA's max may drop it)
 
 
 class DotProductKernel(Kernel):

@@ -15,9 +15,10 @@ class RBF(StationaryKernel):
 
     Parameters
     ----------
-    lengthscale : float or array of shape (n_features,), default=1.0
+    lengthscale : float, array of shape (n_features,) or "scale", default=1.0
         Positive lengthscale ``l``; an array gives one lengthscale per feature.
-        scikit-learn's ``rbf_kernel(gamma=g)`` is ``RBF(lengthscale=1/sqrt(2 g))``.
+        scikit-learn's ``rbf_kernel(gamma=g)`` is ``RBF(lengthscale=1/sqrt(2 g))``. ``"scale"``
+        (estimators only) is ``sqrt(n_features · X.var())`` of the training data, resolved at fit.
 
     Examples
     --------

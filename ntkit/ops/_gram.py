@@ -162,8 +162,9 @@ def _setup(kernel, X, Z, backend, extra=()) -> tuple[_Problem, list]:
             Xp = c_aligned(Xp, work)
             Zp = None if Zp is None else c_aligned(Zp, work)
             xp = np
-        if attempt or work != np.float32 or _is_tracer(Xp) or not _f32_unsafe(xp, kernel, (Xp, Zp), int(X.shape[1])):
-            break
+        if attempt or work != np.float32 or _is_tracer(Xp) or _is_tracer(Zp) or \
+                not _f32_unsafe(xp, kernel, (Xp, Zp), int(X.shape[1])):
+            break  # (under jit the values are unknown: float32 stays float32)
         work = np.dtype(np.float64)  # float32 would overflow (or underflow the norms): compute in float64
     prob = _Problem(kernel, params, Xp, Zp, int(X.shape[1]), backend, jax_in, dtype,
                     None if work == dtype else np.dtype(work))

@@ -30,6 +30,9 @@ class _CheckedProducts:
     def _jax_product(self, x, rows, ndim, method, transpose):
         """jax operands bypass scipy (which would copy them to the host): jax in, jax out, same device."""
         x = check_data(x, "x", ndim=ndim)
+        if method in ("matvec", "rmatvec") and x.ndim == 2 and x.shape[1] != 1:
+            raise ValueError(f"{type(self).__name__}.{method} takes x of shape ({rows},) or ({rows}, 1); got shape "
+                             f"{tuple(x.shape)} (use matmat for several columns).")
         if x.shape[0] != rows:
             raise ValueError(f"x must have {rows} rows for {type(self).__name__}.{method} on an operator of shape "
                              f"{self.shape}; got shape {tuple(x.shape)}.")

@@ -238,7 +238,8 @@ def eig_top(K, k, rng, method="auto", eigh_max=4000):
         from .. import _linalg
 
         w, V = _linalg.eigh(np.asarray(K), subset_by_index=[s - k, s - 1])
-        w, V = jnp.asarray(w), jnp.asarray(V)
+        dev = next(iter(K.devices()))
+        w, V = jax.device_put(w, dev), jax.device_put(V, dev)
     elif method == "eigh":
         w, V = jnp.linalg.eigh(K)
         w, V = w[s - k:], V[:, s - k:]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -14,6 +16,7 @@ from .. import _linalg
 from .._blas import matmul
 from .._config import _config, resolve_budget
 from .._validation import InvalidParameterError, check_data, check_int, check_scalar, is_jax_array
+from .._warnings import PerformanceWarning
 from ..kernels import Kernel
 from ._access import KernelAccess, idx
 from ._eigen import _eig_of_gram
@@ -65,14 +68,20 @@ def _predict(kernel, centers, weights, X):
         dev = _array_device(ref)
         import jax
 
-        put = [a if is_jax_array(a) else jax.device_put(np.asarray(a), dev) for a in (X, centers, weights)]
-        with _x64_scope() if np.dtype(put[0].dtype) == np.float64 or np.dtype(put[2].dtype) == np.float64 \
-                else _nullcontext():
+        wide = any(np.dtype(a.dtype) == np.float64 for a in (X, weights))
+        with _x64_scope() if wide else _nullcontext():  # (float64 host arrays must not be cut to float32)
+            put = [a if is_jax_array(a) else jax.device_put(np.asarray(a), dev) for a in (X, centers, weights)]
             out = kernel_matvec(kernel, put[0], put[1], put[2])
         return out if jax_out else np.asarray(out)
-    X = check_data(X, "X", ndim=2, allow_jax=False)
+    jax_out = is_jax_array(X)
+    Xh = check_data(X, "X", ndim=2, allow_jax=False)
     acc = KernelAccess(kernel, _host(centers))
-    return acc.matvec(X, idx(np.arange(len(centers))), _host(weights))
+    out = acc.matvec(Xh, idx(np.arange(len(centers))), _host(weights))
+    if jax_out:  # a callable kernel on jax data: computed on the host, given back on X's device
+        from .._device import _array_device
+
+        return _to_jax(out, _array_device(X))
+    return out
 
 
 def _nullcontext():
@@ -332,17 +341,22 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
     from .._device import resolve_device
 
     placement = resolve_device(device, X, centers, X_val, owner="eigenpro")
-    on_device = placement.on_device and isinstance(kernel, Kernel)
-    if placement.on_device and not on_device:
-        if device not in (None, "auto"):
-            raise ValueError("eigenpro on a jax device needs an ntkit kernel (ntkit.kernels); a callable or "
-                             "'precomputed' kernel runs on the host: pass numpy arrays and device=None.")
+    if projection not in ("auto", "cholesky", "eigenpro"):
+        raise InvalidParameterError(f"projection must be 'auto', 'cholesky' or 'eigenpro'; got {projection!r}.")
+    if not (isinstance(stream, str) and stream == "auto") and stream not in (True, False):
+        raise InvalidParameterError(f"stream must be 'auto', True or False; got {stream!r}.")
+    # the device path needs an ntkit kernel and (EigenPro 3) the Cholesky projection; otherwise jax data
+    # are computed on the host (and given back as jax arrays), and an explicitly named device is an error
+    on_device = placement.on_device and isinstance(kernel, Kernel) and not (centers is not None and
+                                                                            projection == "eigenpro")
+    if placement.on_device and not on_device and device not in (None, "auto"):
+        raise ValueError("eigenpro on a jax device needs an ntkit kernel (ntkit.kernels) and, with centers, "
+                         "projection='auto' or 'cholesky'; a callable or 'precomputed' kernel, or the inexact "
+                         "projection, runs on the host: pass device=None.")
     if on_device:
         X, y, ridge, epochs = _check_device_common(X, y, ridge, epochs)
     else:
         X, y, ridge, epochs = _check_common(_host(X), _host(y), ridge, epochs, kernel)
-    if projection not in ("auto", "cholesky", "eigenpro"):
-        raise InvalidParameterError(f"projection must be 'auto', 'cholesky' or 'eigenpro'; got {projection!r}.")
     if isinstance(kernel, str) and centers is not None:
         raise ValueError("kernel='precomputed' supports EigenPro 2 only (centers=None); pass a kernel function "
                          "to use centers.")
@@ -358,6 +372,10 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
         X_val = check_data(X_val, "X_val", ndim=2, allow_jax=on_device)
         if y_val is None:
             raise ValueError("X_val was given without y_val.")
+        if not isinstance(kernel, str) and X_val.shape[1] != X.shape[1]:
+            raise ValueError(f"X_val has {X_val.shape[1]} features but X has {X.shape[1]}; they must match.")
+        if y_val.shape[0] != X_val.shape[0]:
+            raise ValueError(f"y_val has {y_val.shape[0]} rows but X_val has {X_val.shape[0]}; they must match.")
         y_val = (y_val.astype(dtype).reshape(X_val.shape[0], -1) if is_jax_array(y_val) else
                  np.asarray(y_val, dtype=dtype).reshape(len(X_val), -1))
     if checkpoint is not None and random_state is None:
@@ -388,19 +406,34 @@ def eigenpro(kernel, X, y, *, centers=None, ridge=0.0, n_eigen="auto", subsample
     per_row = dtype.itemsize * (s + 2 * p + 2 * d + 4 * c + 16) if centers is not None else \
         dtype.itemsize * (s + 2 * d + 4 * c + 16)
     max_batch = max(1, min(n, int(budget // (2 * per_row))))
-    if on_device:
-        engine = _device_engine(kernel, X, y2, centers, placement, dtype, s, n_eigen, max_batch, ridge, seed,
-                                batch_size, budget, projection, stream)
-    else:
-        engine = _HostEngine(kernel, X, y2, centers, dtype, s, n_eigen, max_batch, ridge, seed, batch_size, budget,
-                             projection)
-    try:
+    with contextlib.ExitStack() as stack:  # the device engines run in a 64-bit jax scope, always exited
+        if on_device:
+            import jax
+
+            caller_x64 = bool(jax.config.jax_enable_x64)
+            stack.enter_context(_x64_scope())
+            engine = _device_engine(kernel, X, y2, centers, placement, dtype, s, n_eigen, max_batch, ridge, seed,
+                                    batch_size, budget, projection, stream)
+            if callback is not None:  # the caller's code runs with the caller's x64 setting
+                user_callback = callback
+
+                def callback(epoch, b, W):
+                    with jax.enable_x64(caller_x64):
+                        user_callback(epoch, b, W)
+        else:
+            engine = _HostEngine(kernel, X, y2, centers, dtype, s, n_eigen, max_batch, ridge, seed, batch_size,
+                                 budget, projection)
+        stack.callback(engine.close)
+        if batch_size == "auto" and engine.bs == max_batch < min(n, 256):
+            warnings.warn(
+                f"eigenpro: memory_budget={budget} bytes caps the batch at {max_batch} rows (each row of a batch needs "
+                f"{2 * per_row} bytes of workspace), below EigenPro's critical batch size: each step does little "
+                "work and the fit will be slow. Raise memory_budget (or leave it to the default).",
+                PerformanceWarning, stacklevel=2)
         W, history, lr_now = _run(engine, n, p, c, dtype, seed, epochs, tol, y2, X_val, y_val, checkpoint, verbose,
                                   callback, init, ridge, centers is not None)
-        weights = engine.finish(W)  # (inside the engine's 64-bit jax scope)
+        weights = engine.finish(W)
         weights = weights[:, 0] if single else weights
-    finally:
-        engine.close()
     ctr = centers if centers is not None else (None if isinstance(kernel, str) else X)
     if placement.jax_out and not is_jax_array(weights):
         weights = _to_jax(weights, placement.device)
@@ -455,36 +488,26 @@ def _device_engine(kernel, X, y2, centers, placement, dtype, s, n_eigen, max_bat
         raise ValueError("projection='eigenpro' (the inexact projection) runs on the host only; on a device "
                          "EigenPro 3 projects with the Cholesky factor of K(centers, centers): use "
                          "projection='auto' or 'cholesky', or device=None with numpy data.")
-    x64 = _x64_scope()
-    x64.__enter__()
-    try:
-        if centers is None:
-            eng = dev.DeviceEP2(kernel, X, y2, placement=placement, dtype=dtype, s=s, n_eigen=n_eigen,
-                                max_batch=max_batch, ridge=ridge, seed=seed, batch_size=batch_size, budget=budget,
-                                alpha=ALPHA_EP2, parameters=_parameters)
-        else:
-            p = centers.shape[0]
-            free = _device_free(placement.device)
-            if free is not None and 3 * p * p * 8 > free:
-                raise MemoryError(
-                    f"EigenPro 3 on the device keeps K(centers, centers)'s Cholesky factor and its inverse (float64, "
-                    f"{2 * p * p * 8 / 2**30:.1f} GiB for p = {p}, plus a p × p temporary) but the device has "
-                    f"{free / 2**30:.1f} GiB free; use fewer centers, or run on the host (device=None, numpy data) "
-                    "with projection='eigenpro'.")
-            if stream not in ("auto", True, False):
-                raise InvalidParameterError(f"stream must be 'auto', True or False; got {stream!r}.")
-            if stream == "auto":
-                x_bytes = X.shape[0] * (X.shape[1] + 1) * dtype.itemsize
-                room = _device_free(placement.device)
-                stream = not is_jax_array(X) and x_bytes > (room if room is not None else budget) // 2
-            eng = dev.DeviceEP3(kernel, X, y2, centers, placement=placement, dtype=dtype, s=s, n_eigen=n_eigen,
-                                max_batch=max_batch, ridge=ridge, seed=seed, batch_size=batch_size, budget=budget,
-                                parameters=_parameters, stream=bool(stream) and not is_jax_array(X))
-    except BaseException:
-        x64.__exit__(None, None, None)
-        raise
-    eng._x64 = x64
-    eng.close = _closing(eng.close, x64)
+    if centers is None:
+        eng = dev.DeviceEP2(kernel, X, y2, placement=placement, dtype=dtype, s=s, n_eigen=n_eigen,
+                            max_batch=max_batch, ridge=ridge, seed=seed, batch_size=batch_size, budget=budget,
+                            alpha=ALPHA_EP2, parameters=_parameters)
+    else:
+        p = centers.shape[0]
+        free = _device_free(placement.device)
+        if free is not None and 3 * p * p * 8 > free:
+            raise MemoryError(
+                f"EigenPro 3 on the device keeps K(centers, centers)'s Cholesky factor and its inverse (float64, "
+                f"{2 * p * p * 8 / 2**30:.1f} GiB for p = {p}, plus a p × p temporary) but the device has "
+                f"{free / 2**30:.1f} GiB free; use fewer centers, or run on the host (device=None, numpy data) "
+                "with projection='eigenpro'.")
+        if stream == "auto":
+            x_bytes = X.shape[0] * (X.shape[1] + 1) * dtype.itemsize
+            room = _device_free(placement.device)
+            stream = not is_jax_array(X) and x_bytes > (room if room is not None else budget) // 2
+        eng = dev.DeviceEP3(kernel, X, y2, centers, placement=placement, dtype=dtype, s=s, n_eigen=n_eigen,
+                            max_batch=max_batch, ridge=ridge, seed=seed, batch_size=batch_size, budget=budget,
+                            parameters=_parameters, stream=bool(stream) and not is_jax_array(X))
     eng.finish = lambda W: W[: eng.n] if centers is None else W
     return eng
 
@@ -504,16 +527,6 @@ def _x64_scope():
     import jax
 
     return jax.enable_x64(True)
-
-
-def _closing(close, x64):
-    def f():
-        try:
-            close()
-        finally:
-            x64.__exit__(None, None, None)
-
-    return f
 
 
 class _HostEngine:
@@ -597,6 +610,8 @@ def _run(engine, n, p, c, dtype, seed, epochs, tol, y2, X_val, y_val, checkpoint
         init_a = np.asarray(init, dtype=dtype)
         if init_a.size != p * c:
             raise ValueError(f"init must have {p} rows (one weight per center) and {c} outputs.")
+        if not np.isfinite(init_a).all():
+            raise ValueError("init contains NaN or infinity; pass finite starting weights (or None for zeros).")
         W_host = init_a.reshape(p, -1).copy()
     state = {"epoch": 0, "history": []}
     if checkpoint is not None and os.path.exists(checkpoint):

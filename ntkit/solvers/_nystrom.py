@@ -34,7 +34,7 @@ class NystromResult(NamedTuple):
         return _predict(self.kernel, self.centers, self.weights, X)
 
 
-def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxiter=20, tol=1e-7, random_state=None,
+def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxiter=100, tol=1e-7, random_state=None,
                 memory_budget=None, verbose=None, device=None):
     r"""Nyström KRR: ``min_α ‖K_nm α − y‖² + ridge·n·αᵀK_mm α`` on m centers, by preconditioned CG.
 
@@ -57,8 +57,9 @@ def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxit
     centers : array (m, d), optional
     ridge : float
         λ in the objective above (Falkon's convention: the penalty scales with n).
-    maxiter : int; tol : float
-        CG stops when every output's relative residual is below ``tol``.
+    maxiter : int, default=100; tol : float, default=1e-7
+        CG stops when every output's relative residual is below ``tol``; stopping at ``maxiter``
+        above it gives a :class:`~ntkit.NumericalWarning` with the residual reached.
     device : None, "auto", "cpu", "gpu" or jax.Device
         Where it runs (the rule of :mod:`ntkit._device`; ``None`` follows the data). On a device
         the data pass and every CG iteration are jitted functions of device arrays (one scalar,
@@ -115,6 +116,7 @@ def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxit
             weights, ctr, history, it = nystrom_pcg_device(
                 kernel, X, y, centers, placement=placement, dtype=dtype, ridge=ridge, maxiter=maxiter, tol=tol,
                 budget=device_budget(placement.device, memory_budget), verbose=verbose)
+        _warn_unconverged(history, tol, maxiter)
         if y.ndim == 1:
             weights = weights[:, 0]
         if not placement.jax_out:
@@ -186,8 +188,20 @@ def nystrom_pcg(kernel, X, y, *, n_centers=1000, centers=None, ridge=1e-6, maxit
             break
         z = r + (rs_new / np.where(rs > 0, rs, 1)) * z
         rs = rs_new
+    _warn_unconverged(history, tol, maxiter)
     alpha = Tinv(Ainv(beta)) / np.sqrt(n)
     weights = alpha.astype(dtype)
     if np.asarray(y).ndim == 1:
         weights = weights[:, 0]
     return NystromResult(weights, centers, history, it, kernel, float(ridge))
+
+
+def _warn_unconverged(history, tol, maxiter):
+    if history and history[-1] >= tol:
+        import warnings
+
+        from .._linalg import NumericalWarning
+
+        warnings.warn(f"nystrom_pcg stopped after maxiter={maxiter} CG iterations at relative residual "
+                      f"{history[-1]:.2e}, above tol={tol:g}: the weights are not converged. Raise maxiter, or ridge "
+                      "(better conditioned), or accept a larger tol.", NumericalWarning, stacklevel=3)

@@ -172,7 +172,8 @@ def _estimate_spectrum_device(kernel, X, y, n_components, method, random_state, 
     x_dtype = np.dtype(X.dtype)
     if x_dtype not in (np.float32, np.float64):
         raise TypeError(f"X must have dtype float32 or float64; got {x_dtype}.")
-    out_dtype = np.result_type(x_dtype, np.dtype(y.dtype)) if placement.jax_out else np.dtype(np.float64)
+    y_float = [np.dtype(y.dtype)] if np.dtype(y.dtype).kind == "f" else []  # integer labels do not widen
+    out_dtype = np.result_type(x_dtype, *y_float) if placement.jax_out else np.dtype(np.float64)
     if out_dtype.kind != "f":
         out_dtype = np.dtype(np.float64)
 

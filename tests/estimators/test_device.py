@@ -36,7 +36,9 @@ def reg_data():
 @pytest.mark.parametrize("solver", ["cholesky", "cg", "eigenpro"])
 def test_ntk_regressor_device_equals_host(reg_data, solver):
     X, y, Xt = reg_data
-    kw = dict(kernel=RBF(1.5), ridge=1e-2, solver=solver, random_state=0, epochs=5)
+    # CG to a 1e-13 residual (each run's error is ≤ cond·tol ≈ 1e-10; the default tol=1e-8 would leave
+    # the two CG runs 1e-5 apart); EigenPro from the same seed
+    kw = dict(kernel=RBF(1.5), ridge=1e-2, solver=solver, random_state=0, epochs=5, tol=1e-13)
     host = NTKRegressor(**kw).fit(X, y)
     dev = NTKRegressor(device="cpu", **kw).fit(X, y)
     assert host.device_ is None and dev.device_ == "cpu:0"
@@ -65,7 +67,9 @@ def test_config_context_device_and_auto(reg_data):
         with pytest.raises(RuntimeError, match="jax sees no GPU"):
             NTKRegressor(device="gpu").fit(X, y)
     with pytest.raises(ValueError, match="'device' parameter of NTKRegressor"):
-        NTKRegressor(device="cuda:7").fit(X, y)
+        NTKRegressor(device="cuda7").fit(X, y)
+    with pytest.raises(RuntimeError, match="'gpu:7' is not among the devices"):
+        NTKRegressor(device="gpu:7").fit(X, y)
 
 
 def test_device_fit_survives_pickling(reg_data):

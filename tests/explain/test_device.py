@@ -115,3 +115,25 @@ def test_device_errors(net):
     sur = NTKSurrogate(apply, params, machine="ridge").fit(jnp.asarray(X), y)
     with pytest.raises(ValueError, match="X has examples of shape"):
         sur.decision_function(jnp.ones((2, 5), dtype=jnp.float32))
+
+
+def _pickle_apply(p, x):  # module level: picklable
+    import jax.numpy as jnp
+
+    return jnp.tanh(x @ p["W1"]) @ p["W2"]
+
+
+def test_device_fitted_surrogate_pickles_and_deep_copies():
+    import copy
+    import pickle
+
+    import jax
+
+    k = jax.random.split(jax.random.PRNGKey(0))
+    p = {"W1": jax.random.normal(k[0], (4, 16)), "W2": jax.random.normal(k[1], (16, 3))}
+    X = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 3, 40)
+    s = NTKSurrogate(_pickle_apply, p, machine="ridge", device="cpu").fit(X, y)
+    a = s.decision_function(X[:5])
+    for again in (pickle.loads(pickle.dumps(s)), copy.deepcopy(s)):
+        np.testing.assert_array_equal(np.asarray(again.decision_function(X[:5])), np.asarray(a))

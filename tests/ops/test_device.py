@@ -98,15 +98,21 @@ def test_batched_gram_and_blocks_on_device(dtype):
 
 
 def test_matvec_rows_do_not_depend_on_other_rows():
-    """A row's result is bit-identical whatever other rows X holds (fixed row blocks; Z anchors the
-    preparation): scikit-learn's subset and sample-order invariance on the device path."""
+    """A row's result is bit-identical whatever other rows X holds (row blocks of two fixed sizes, one
+    for up to 128 rows and one above; Z anchors the preparation): scikit-learn's subset and
+    sample-order invariance on the device path."""
     rng = np.random.default_rng(3)
     X, Z, v = rng.normal(size=(700, 4)), rng.normal(size=(300, 4)), rng.normal(size=300)
+
+    def mv(A):
+        return np.asarray(kernel_matvec(RBF(0.9), jnp.asarray(A), jnp.asarray(Z), jnp.asarray(v)))
+
     with jax.enable_x64(True):
-        full = np.asarray(kernel_matvec(RBF(0.9), jnp.asarray(X), jnp.asarray(Z), jnp.asarray(v)))
+        full = mv(X)
         perm = rng.permutation(700)
-        part = np.asarray(kernel_matvec(RBF(0.9), jnp.asarray(X[perm[:123]]), jnp.asarray(Z), jnp.asarray(v)))
-    np.testing.assert_array_equal(part, full[perm[:123]])
+        np.testing.assert_array_equal(mv(X[perm[:300]]), full[perm[:300]])  # both above 128 rows
+        small = mv(X[:100])
+        np.testing.assert_array_equal(mv(X[50:100][::-1]), small[50:][::-1])  # both within 128 rows
 
 
 def test_device_budget_plans_gram_blocks(monkeypatch, arrays):

@@ -604,6 +604,13 @@ def _theory_entries():
         {"n": ROWS, "d": FEATS, "o": (0, 2), "k": (0, 7), "m": (0, 2)}, (("y", 0, "X"), ("X", 0, "y")),
         params={"n_components": BAD_POS_INT[:-1]}, edge_ok=_rows("n"), rtol=1e-5, compare=False)
 
+    E["estimators.data_lengthscale"] = Entry(
+        "estimators.data_lengthscale", ("ntkit.estimators.data_lengthscale",),
+        lambda rng, dims, hp: {"X": _normal(rng, dims["n"], dims["d"])},
+        lambda a: _mod("ntkit.estimators").data_lengthscale(a["X"]),
+        lambda a, dims, r: [("lengthscale", np.asarray(r), ())], {"X": Arg((2,))},
+        {"n": ROWS, "d": FEATS}, (), edge_ok=_rows("n"), rtol=1e-5, compare=False)
+
     def build_prof(rng, dims, hp):
         arr = rng.uniform(0.05, 1.0, dims["k"]) if dims["k"] else np.asarray(rng.uniform(0.05, 1.0))
         return {"param": arr, "lam": rng.uniform(0.0, 1.0, dims["L"]), "which": dims["pf"]}

@@ -140,6 +140,8 @@ def gram(kernel, params, X, Z, n_features, memory_budget, *, to_numpy=False):
 #: a GPU needs larger blocks to be busy).
 ROW_BLOCK_CPU, COL_BLOCK_CPU = 2048, 4096
 ROW_BLOCK_GPU, COL_BLOCK_GPU = 8192, 16384
+#: Up to this many rows, the row block is this size (two fixed sizes keep results row-invariant).
+SMALL_ROWS = 128
 
 
 def _platform(a):
@@ -169,6 +171,8 @@ def matvec(kernel, params, X, Z, v, n_features, memory_budget):
                        memory_budget=memory_budget)
     br, bc = min(plan.block_rows, ROW_BLOCK_GPU if gpu else ROW_BLOCK_CPU), min(plan.block_cols,
                                                                              COL_BLOCK_GPU if gpu else COL_BLOCK_CPU)
+    if n <= SMALL_ROWS:  # few rows (single predictions): a small fixed block, not a full one
+        br = min(br, SMALL_ROWS)
     nb = -(-m // bc)
     # Padded rows of Z meet zero rows of v, so they add nothing.
     Zb = _pad_rows(jnp, Z, nb * bc).reshape(nb, bc, Z.shape[1])

@@ -215,7 +215,7 @@ NTKIT_HD NTKIT_FORCEINLINE T keval(const KConst<T>& c, T dot, T sx, T sz) {
         return dot;
     } else if constexpr (is_stationary<KID>::value) {
         T d2 = sx + sz - T(2) * dot;
-        return keval_d2<KID>(c, d2 > T(0) ? d2 : T(0));
+        return keval_d2<KID>(c, d2 < T(0) ? T(0) : d2);  // (NaN stays NaN)
     } else if constexpr (KID == K_POLYNOMIAL) {
         return ipow(c.gamma * dot + c.coef0, c.degree);
     } else if constexpr (KID == K_ARCCOS0 || KID == K_ARCCOS1 || KID == K_ARCCOS2) {
@@ -260,7 +260,7 @@ NTKIT_HD NTKIT_FORCEINLINE T keval_guarded(const KConst<T>& c, T dot, T sx, T sz
     if constexpr (is_stationary<KID>::value) {
         T d2 = sx + sz - T(2) * dot;
         if (d2 <= g * (sx + sz)) d2 = exact_sqdist(x, z, d);
-        return keval_d2<KID>(c, d2 > T(0) ? d2 : T(0));
+        return keval_d2<KID>(c, d2 < T(0) ? T(0) : d2);  // (NaN stays NaN)
     } else {
         return keval<KID>(c, dot, sx, sz);
     }
