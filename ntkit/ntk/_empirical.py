@@ -454,6 +454,39 @@ def _engine(apply_fn, treedef, leaves, x, dtype, deriv, implementation, kind_hin
 # ----------------------------------------------------------------------------- public API
 
 
+_SELECT_CACHE: "collections.OrderedDict" = collections.OrderedDict()
+_SELECT_LOCK = threading.Lock()
+
+
+def _select_params(apply_fn, params):
+    """Flax-style ``variables`` (a mapping with a ``"params"`` collection beside others such as
+    ``"batch_stats"``): differentiate the ``"params"`` collection only, holding the others fixed,
+    as the network's tangent kernel is defined. Returns ``(apply_fn, params)`` unchanged otherwise.
+
+    The wrapper closes over the other collections; it is cached on their identity (16 entries), so
+    repeated calls with the same variables reuse the compiled kernel."""
+    from collections.abc import Mapping
+
+    if not (isinstance(params, Mapping) and "params" in params and len(params) > 1):
+        return apply_fn, params
+    frozen = {k: v for k, v in params.items() if k != "params"}
+    jax, _ = _jax()
+    key = (id(apply_fn), tuple(sorted((k, id(v)) for k, v in frozen.items())))
+    with _SELECT_LOCK:
+        hit = _SELECT_CACHE.get(key)
+        if hit is not None and hit[1] is apply_fn and all(hit[2][k] is v for k, v in frozen.items()):
+            _SELECT_CACHE.move_to_end(key)
+            return hit[0], params["params"]
+
+        def params_only(p, x):
+            return apply_fn({**frozen, "params": p}, x)
+
+        _SELECT_CACHE[key] = (params_only, apply_fn, frozen)
+        while len(_SELECT_CACHE) > 16:
+            _SELECT_CACHE.popitem(last=False)
+    return params_only, params["params"]
+
+
 def _resolve_apply_fn(apply_fn):
     if isinstance(apply_fn, tuple) and len(apply_fn) == 3 and all(callable(f) for f in apply_fn):
         return apply_fn[1]  # a neural-tangents stax triple (init_fn, apply_fn, kernel_fn)
@@ -538,6 +571,7 @@ def empirical_ntk_fn(apply_fn, *, kind="full", normalize=None, n_projections=Non
     kind_hint = "projected" if kind == "projected" else pair_kind
 
     def ntk_fn(params, x1, x2=None):
+        fn, params = _select_params(apply_fn, params)
         paths, leaves, treedef = _check_params(params)
         x1 = _check_x(x1, "x1")
         if x2 is not None:
@@ -546,9 +580,15 @@ def empirical_ntk_fn(apply_fn, *, kind="full", normalize=None, n_projections=Non
             x2 = _check_x(x2, "x2", x1.shape[1:])
         dtype = _compute_dtype(leaves, [x for x in (x1, x2) if x is not None])
         with _x64(dtype):
-            return _compute(apply_fn, treedef, leaves, x1, x2, dtype, deriv, impl, kind, kind_hint, pair_kind,
-                            normalize, n_projections, projection, key_data, batch_size, memory_budget, verbose,
-                            checkpoint)
+            out = _compute(fn, treedef, leaves, x1, x2, dtype, deriv, impl, kind, kind_hint, pair_kind,
+                           normalize, n_projections, projection, key_data, batch_size, memory_budget, verbose,
+                           checkpoint)
+            if is_jax_array(x1):  # jax in → jax out, on x1's device (tiles are assembled in host memory)
+                jax, _ = _jax()
+                from .._device import _array_device
+
+                out = jax.device_put(np.asarray(out), _array_device(x1))
+            return out
 
     ntk_fn.__doc__ = f"Empirical NTK (kind={kind!r}, implementation={implementation!r}) of apply_fn."
     return ntk_fn
@@ -568,8 +608,11 @@ def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", normalize=None,
         computed per example, like neural-tangents with ``vmap_axes=0``. A neural-tangents
         ``stax`` triple is accepted too.
     params : pytree of float arrays
-        Every leaf is differentiated.
+        Every leaf is differentiated — except for flax-style ``variables`` (a mapping with a
+        ``"params"`` collection beside others, e.g. ``"batch_stats"``): then only ``"params"`` is,
+        the other collections are held fixed (they are state, not parameters).
     x1 : array (n, ...)
+        numpy or jax; jax in gives a jax result on ``x1``'s device.
     x2 : array (m, ...), optional
         Defaults to ``x1``; then only the upper triangle of tiles is computed.
     kind : {"full", "trace", "sum_logits", "projected", "diagonal"}
@@ -630,8 +673,8 @@ def empirical_ntk(apply_fn, params, x1, x2=None, *, kind="full", normalize=None,
     >>> x = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
     >>> empirical_ntk(apply, params, x).shape
     (3, 3, 2, 2)
-    >>> empirical_ntk(apply, params, x, kind="trace", normalize="cosine").diagonal().round(6)
-    array([1., 1., 1.], dtype=float32)
+    >>> empirical_ntk(apply, params, x, kind="trace", normalize="cosine").diagonal().round(6)  # jax in, jax out
+    Array([1., 1., 1.], dtype=float32)
     """
     return empirical_ntk_fn(apply_fn, kind=kind, normalize=normalize, n_projections=n_projections,
                             projection=projection, projected_kind=projected_kind, diagonal_of=diagonal_of,
