@@ -36,7 +36,8 @@ tour: install
 bench: install
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
-# The documentation site (MkDocs + mkdocstrings, numpy docstrings) into site/; warnings are errors.
+# The documentation site (MkDocs Material + mkdocstrings, numpy docstrings; docs/hooks.py runs the
+# notebooks at small sizes during the build) into site/; warnings, and notebooks that fail, are errors.
 docs: install
 	$(BIN)/mkdocs build --strict -d site
 

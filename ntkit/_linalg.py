@@ -41,8 +41,10 @@ MAX_JITTER = 1e-4
 
 
 class NumericalWarning(RuntimeWarning):
-    """ntkit changed a matrix to make a computation possible (jitter, clipped eigenvalues), or a
-    result is less accurate than asked; the message says how much."""
+    """A matrix was changed to make a computation possible, or a result is less accurate than asked.
+
+    Jitter added to a diagonal, clipped eigenvalues, an iteration stopped before its tolerance, a
+    kernel whose lengthscale is far from the data's scale; the message says how much."""
 
 
 def aligned_copy(A, order="F", align=64):

@@ -6,5 +6,7 @@ __all__ = ["PerformanceWarning"]
 
 
 class PerformanceWarning(UserWarning):
-    """A computation will be much slower than it could be (e.g. a memory budget that caps a
-    solver's batch far below its useful size); the message says why and how to fix it."""
+    """A computation will be much slower than it could be.
+
+    For example a memory budget that caps a solver's batch far below its useful size; the message
+    says why and how to fix it."""

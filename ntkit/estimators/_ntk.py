@@ -287,8 +287,18 @@ class NTKRegressor(RegressorMixin, _NTKBase):
 
     Attributes
     ----------
-    dual_coef_ (n, outputs), solver_, kernel_, X_fit_, n_iter_, device_ (the device fitted on, as
-    ``"gpu:0"``, or None for the host engines), y_mean_ and y_std_ (``normalize_y``; 0 and 1 without).
+    dual_coef_ : ndarray of shape (n_samples, n_outputs)
+        Coefficients of the (normalised, with ``normalize_y``) targets.
+    solver_ : str
+        The solver used.
+    kernel_ : Kernel or callable
+        The kernel fitted (``lengthscale="scale"`` resolved).
+    X_fit_ : ndarray of shape (n_samples, n_features)
+    n_iter_ : int
+    device_ : str or None
+        The device fitted on, as ``"gpu:0"``, or None for the host engines.
+    y_mean_, y_std_ : ndarray of shape (n_outputs,)
+        The target normalisation (0 and 1 without ``normalize_y``).
 
     Examples
     --------
