@@ -3,7 +3,8 @@
 Regressors and classifiers: :class:`NTKRegressor` / :class:`NTKClassifier` (exact kernel
 regression with the infinite-width NTK or any kernel, solver chosen by size),
 :class:`EigenProRegressor` / :class:`EigenProClassifier` (large n), :class:`OnlineKernelRegressor`
-(streams). Transformers (re-exported from :mod:`ntkit.features`): random Fourier, positive,
+(streams), :class:`STKRRegressor` / :class:`STKRClassifier` (semi-supervised: unlabeled rows
+marked NaN / -1). Transformers (re-exported from :mod:`ntkit.features`): random Fourier, positive,
 arc-cosine, NTK and universal random features, and Nyström.
 """
 
@@ -13,7 +14,8 @@ from ._common import data_lengthscale
 from ._eigenpro import EigenProClassifier, EigenProRegressor
 from ._ntk import EmpiricalNTKKernel, NTKClassifier, NTKRegressor
 from ._online import OnlineKernelRegressor
+from ._stkr import STKRClassifier, STKRRegressor
 
 __all__ = ["NTKRegressor", "NTKClassifier", "EmpiricalNTKKernel", "EigenProRegressor", "EigenProClassifier",
-           "OnlineKernelRegressor", "RandomFourierFeatures", "PositiveRandomFeatures", "ArcCosineFeatures",
-           "NTKRandomFeatures", "UniversalRandomFeatures", "Nystroem", "data_lengthscale"]
+           "OnlineKernelRegressor", "STKRRegressor", "STKRClassifier", "RandomFourierFeatures",
+           "PositiveRandomFeatures", "ArcCosineFeatures", "NTKRandomFeatures", "UniversalRandomFeatures", "Nystroem", "data_lengthscale"]

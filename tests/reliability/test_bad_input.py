@@ -920,6 +920,94 @@ def _estimator_entries():
     return E
 
 
+# ------------------------------------------------------------------------------------- STKR
+def _stkr_entries():
+    E = {}
+    TRANS = ("inverse_laplacian", "polynomial", "kernel_pca")
+
+    def build(rng, dims, hp):
+        n, d = dims["n"], dims["d"]
+        y = rng.standard_normal(n) if dims["o"] == 0 else rng.standard_normal((n, dims["o"]))
+        return {"kernel": _kernel(dims["k"]), "X": _normal(rng, n, d), "y": y,
+                "X_unlabeled": _normal(rng, dims["m"], d), "transformation": TRANS[dims["t"]],
+                "ridge": hp.get("ridge", 1e-2), "_probe": _normal(rng, 2, d)}
+
+    def call(a):
+        t = a["transformation"]
+        return _mod("ntkit.solvers").stkr(a["kernel"], a["X"], a["y"], a["X_unlabeled"], transformation=t,
+                                          coefficients=(1.0, 1.0) if t == "polynomial" else None,
+                                          n_components=1 if t == "kernel_pca" else None, ridge=a["ridge"],
+                                          random_state=0)
+
+    def out(a, dims, r):
+        tail = () if dims["o"] == 0 else (dims["o"],)
+        return [("weights", r.weights, (dims["n"] + dims["m"],) + tail),
+                ("predict(probe)", r.predict(a["_probe"]), (2,) + tail)]
+
+    dims = {"n": ROWS1, "m": (1, 6), "d": FEATS, "o": (0, 2), "k": (0, 7), "t": (0, 2)}
+    E["solvers.stkr"] = Entry(
+        "solvers.stkr", ("ntkit.solvers.stkr",), build, call, out,
+        {"X": Arg((2,)), "y": Arg((1, 2)), "X_unlabeled": Arg((2,))}, dims,
+        (("y", 0, "X"), ("X", 0, "y"), ("X_unlabeled", 1, "X")), params={"ridge": BAD_POS[:-1]},
+        rtol=1e-4, rtol_cast=5e-2, compare_cast=False)
+
+    def build_pred(rng, dims, hp):
+        a = build(rng, dict(dims, n=8, m=12), hp)
+        return {"res": call(a), "X": _normal(rng, dims["q"], dims["d"])}
+
+    E["solvers.STKRResult.predict"] = Entry(
+        "solvers.STKRResult.predict", ("ntkit.solvers.STKRResult.predict",), build_pred,
+        lambda a: a["res"].predict(a["X"]),
+        lambda a, dims, r: [("predictions", r, (dims["q"],) + (() if dims["o"] == 0 else (dims["o"],)))],
+        {"X": Arg((2,))}, dict(dims, q=ROWS), (("X", 1, "centers"),), edge_ok=_rows("q"), rtol=1e-4,
+        rtol_cast=5e-2)
+
+    for cls in (False, True):
+        ename = "STKRClassifier" if cls else "STKRRegressor"
+
+        def build_fit(rng, dims, hp, cls=cls, ename=ename):
+            n, d = dims["n"], dims["d"]
+            y = np.arange(n) % 2 if cls else rng.standard_normal(n)
+            est = getattr(_mod("ntkit.estimators"), ename)(_kernel(dims["k"]), ridge=1e-2,
+                                                          transformation=TRANS[dims["t"]],
+                                                          n_components=1 if dims["t"] == 2 else None,
+                                                          coefficients=(1.0, 1.0) if dims["t"] == 1 else None,
+                                                          random_state=0)
+            return {"est": est, "X": _normal(rng, n, d), "y": y, "X_unlabeled": _normal(rng, dims["m"], d),
+                    "_probe": _normal(rng, 2, d)}
+
+        def fit_out(a, dims, r, cls=cls):
+            outs = [("predict(probe)", r.predict(a["_probe"]), (2,) + (() if cls else np.shape(a["y"])[1:]))]
+            if cls:
+                outs.append(("decision_function(probe)", r.decision_function(a["_probe"]), None))
+            return outs
+
+        E[f"estimators.{ename}.fit"] = Entry(
+            f"estimators.{ename}.fit", (f"ntkit.estimators.{ename}.fit",), build_fit,
+            lambda a: a["est"].fit(a["X"], a["y"], X_unlabeled=a["X_unlabeled"]), fit_out,
+            {"X": Arg((2,)), "y": Arg((1,), kind="label" if cls else "float", names=("label",) if cls else (),
+                                        skip=("complex", "nan") if cls else ("nan",)),
+             "X_unlabeled": Arg((2,))},
+            {"n": (2, 6), "m": (1, 6), "d": FEATS, "k": (0, 7), "t": (0, 2)},
+            (("y", 0, "X"), ("X", 0, "y"), ("X_unlabeled", 1, "X")),
+            rtol=1e-4, rtol_cast=5e-2, edge_ok=(lambda dims: dims["n"] < 2) if cls else None,
+            bad_ok=() if cls else ("ndim_up",), compare_cast=False)
+
+        def build_pred(rng, dims, hp, build_fit=build_fit, cls=cls):
+            a = build_fit(rng, dict(dims, n=12, m=8), hp)
+            a["est"].fit(a["X"], a["y"], X_unlabeled=a["X_unlabeled"])
+            return {"est": a["est"], "X": _normal(rng, dims["q"], dims["d"]), "how": dims["how"] if cls else 0}
+
+        E[f"estimators.{ename}.predict"] = Entry(
+            f"estimators.{ename}.predict", (f"ntkit.estimators.{ename}.predict",) +
+            ((f"ntkit.estimators.{ename}.decision_function",) if cls else ()), build_pred,
+            lambda a: getattr(a["est"], ("predict", "decision_function")[a["how"]])(a["X"]),
+            lambda a, dims, r: [("out", r, (dims["q"],))],
+            {"X": Arg((2,))}, {"q": ROWS, "d": FEATS, "k": (0, 7), "t": (0, 2), "how": (0, 1)},
+            (("X", 1, "n_features_in_"),), edge_ok=_rows("q"), rtol=1e-4, rtol_cast=5e-2)
+    return E
+
+
 # ------------------------------------------------------------------------------------- ntk / explain (jax)
 def _mlp(d, o, seed=0):
     import jax
@@ -1136,6 +1224,7 @@ def _table():
     t.update(_online_entries())
     t.update(_solver_entries())
     t.update(_estimator_entries())
+    t.update(_stkr_entries())
     t.update(_ntk_entries())
     t.update(_distributed_entries())
     return t
