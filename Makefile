@@ -1,6 +1,7 @@
 # ntkit: two commands for a newcomer.
-#   make tour   - create .venv, install ntkit with its native extension, run the tour on bundled data
-#   make test   - same install, then the whole test suite
+#   make tour   - create .venv, install ntkit with its native extension (runtime dependencies only), run the
+#                 tour on bundled data -> tour/report.html
+#   make test   - same install plus the test and docs extras (into the same .venv), then the whole test suite
 # Other targets: make bench (benchmarks -> benchmarks/RESULTS.md), make docs (site/), make interop (neural-tangents golden values),
 # make info (which backends are built), make sanitize / make sanitize-cuda (native tests under ASan+UBSan /
 # compute-sanitizer), make clean.
@@ -30,8 +31,24 @@ install: $(STAMP)
 test: install
 	$(BIN)/python -m pytest
 
-tour: install
-	$(BIN)/ntkit tour --out tour
+# The tour needs the runtime only: `pip install -e .` without the test/docs extras, under its own stamp.
+# An up-to-date full install (make install/test) already satisfies it; a later `make test` adds the extras.
+# Progress (a heading per section with the elapsed time, bars) goes to stderr; TOUR_ARGS=--quiet turns it off.
+TOUR_STAMP := $(VENV)/.ntkit-runtime-installed
+TOUR_ARGS  ?=
+
+$(TOUR_STAMP): $(BIN)/python $(NATIVE_SOURCES)
+	@if [ -f $(STAMP) ] && [ -z "$$(find $(NATIVE_SOURCES) -newer $(STAMP) 2>/dev/null)" ]; then \
+	  echo "ntkit is already installed in $(VENV) (make install/test, with the extras)"; \
+	else \
+	  $(BIN)/python -m pip install -q "setuptools>=64" wheel "pybind11>=2.12" "jax>=0.6" && \
+	  $(BIN)/python -m pip install -q --no-build-isolation -e . && \
+	  $(BIN)/python -c "import ntkit; ntkit.show_backends()"; \
+	fi
+	@touch $@
+
+tour: $(TOUR_STAMP)
+	$(BIN)/ntkit tour --out tour $(TOUR_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)

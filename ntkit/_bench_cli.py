@@ -29,26 +29,28 @@ def run_bench(args) -> str:
     sys.path.insert(0, str(bench))
     from _harness import machine  # noqa: PLC0415
 
+    from .cli import Progress
+
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parts = []
     t0 = time.time()
+    progress = Progress("ntkit bench", enabled=not args.quiet, sections=len(wanted))
     for name in wanted:
+        progress.section(f"bench_{name}{' (quick)' if args.quick else ''}")
         try:
             mod = importlib.import_module(f"bench_{name}")
         except ImportError:
             print(f"(no benchmarks/bench_{name}.py; skipped)", file=sys.stderr)
             continue
-        if not args.quiet:
-            print(f"running bench_{name} ...", file=sys.stderr, flush=True)
         s = time.time()
         part = mod.run(args.quick, False) if name == "solvers" else mod.run(args.quick)
         parts.append("\n".join(part) if isinstance(part, list) else part)
-        if not args.quiet:
-            print(f"  bench_{name}: {time.time() - s:.0f} s", file=sys.stderr, flush=True)
+        progress.note(f"bench_{name}: {time.time() - s:.0f} s")
     text = "\n".join(["# Benchmark results", "", f"Machine: {machine()}.",
                       f"Sections: {', '.join(wanted)}; {time.time() - t0:.0f} s{' (quick mode)' if args.quick else ''}.",
                       "", *parts])
     path = out / "RESULTS.md"
     path.write_text(text + "\n")
+    progress.done("done")
     return f"wrote {path}"

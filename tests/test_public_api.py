@@ -58,14 +58,30 @@ def test_show_backends_reports(capsys):
 
 
 def test_cli_info_and_tour(tmp_path):
+    """`ntkit info`, and the quick tour as a person watching runs it (progress on): ~20 s."""
     proc = subprocess.run([sys.executable, "-m", "ntkit", "info"], capture_output=True, text=True)
     assert proc.returncode == 0 and "ntkit" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "ntkit", "tour", "--quick", "--quiet", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "ntkit", "tour", "--quick", "--seed", "0", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     import json
+    import re
 
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert (tmp_path / "report.html").stat().st_size > 10_000  # figures embedded
+    page = (tmp_path / "report.html").read_text()
+    assert len(page) > 10_000  # figures embedded
     # Kernel ridge on digits is an easy problem: every kernel should classify well.
     assert min(r["test_accuracy"] for r in summary["kernels"].values()) > 0.9
+    assert {r["solver"] for r in summary["kernels"].values()} == {"cholesky"}  # NTKClassifier's auto at this size
+    # progress: one heading per section, with the elapsed time, on stderr; results on stdout
+    headings = re.findall(r"^ntkit tour \[\d+:\d\d\.\d\] (\d)/7 ", proc.stderr, flags=re.M)
+    assert headings == [str(i) for i in range(1, 8)], proc.stderr[-2000:]
+    assert "wrote" in proc.stdout and "Unable to initialize backend" not in proc.stderr
+    # a page for a supplement: when, how, with what
+    run = summary["run"]
+    assert run["seed"] == 0 and run["quick"] and run["seconds"] > 0 and len(run["section_seconds"]) == 7
+    assert set(run["versions"]) >= {"ntkit", "jax", "numpy", "scikit-learn"}
+    for text in (run["date"][:10], "seed", "jax " + run["versions"]["jax"], "scikit-learn", "docs/index.md",
+                 "Quick mode", "Figure 8.", "true label and the two predictions"):
+        assert text in page, text
+    assert f"{summary['n_samples']} digits" in page and "3594" not in page
