@@ -12,7 +12,7 @@ SECTIONS = ("gram", "entk", "solvers", "explain", "theory", "features", "grf", "
 
 
 def _bench_dir() -> pathlib.Path:
-    here = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+    here = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
     if not (here / "_harness.py").exists():
         raise SystemExit("ntkit bench runs the benchmarks/ folder of a source checkout (an editable install, as "
                          "`make install` makes); it was not found next to this ntkit. Clone the repository and "
@@ -29,7 +29,7 @@ def run_bench(args) -> str:
     sys.path.insert(0, str(bench))
     from _harness import machine  # noqa: PLC0415
 
-    from .cli import Progress
+    from ._progress import Progress
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

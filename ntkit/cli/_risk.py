@@ -25,7 +25,7 @@ PROFILES = ("krr", "gradient_flow", "iterated_tikhonov2", "spectral_cutoff")
 
 def _grid(name, full):
     """(profile maker, grid values, parameter name, whether the grid's lower end is a natural limit)."""
-    from .theory import profiles
+    from ..theory import profiles
 
     if name == "krr":  # ridge 0 (interpolation) is the natural lower end
         g = np.r_[0.0, np.logspace(-12, 0, 60)] if full else np.r_[0.0, np.logspace(-10, 0, 31)]
@@ -67,8 +67,8 @@ def run_risk(args):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .cli import Progress
-    from .theory import circle_power_law, power_law, risk_curve
+    from ._progress import Progress
+    from ..theory import circle_power_law, power_law, risk_curve
 
     modes, n_max, points, rtol = (_size(args, k) for k in ("modes", "n_max", "points", "rtol"))
     for name, v, low in (("--modes", modes, 2), ("--n-max", n_max, args.n_min), ("--points", points, 1)):

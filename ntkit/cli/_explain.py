@@ -18,10 +18,10 @@ def run_explain(args) -> str:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from ._tour import _gallery
-    from .cli import Progress
-    from .explain import NTKSurrogate, plot_attributions, plot_fidelity
-    from .ntk.models import cnn, mlp, train_classifier
+    from ._report import _gallery
+    from ._progress import Progress
+    from ..explain import NTKSurrogate, plot_attributions, plot_fidelity
+    from ..ntk.models import cnn, mlp, train_classifier
 
     progress = Progress("ntkit explain", enabled=not args.quiet, sections=4)
     X, y = load_digits(return_X_y=True)
