@@ -19,6 +19,8 @@ from ._validation import InvalidParameterError
 __all__ = ["config_context", "get_config", "parse_memory", "available_memory", "default_memory_budget"]
 
 _BACKENDS = ("auto", "numpy", "jax", "native")
+#: The device options of estimators and ``config_context`` (the rule is in :mod:`ntkit._device`).
+DEVICES = ("auto", "cpu", "gpu")
 _DEFAULTS: dict[str, Any] = {"backend": "auto", "memory_budget": None, "verbose": False, "device": "auto"}
 _config: contextvars.ContextVar[dict] = contextvars.ContextVar("ntkit_config", default=_DEFAULTS)
 
@@ -157,11 +159,22 @@ def config_context(*, backend: str | None = None, memory_budget: Any = None, ver
     if verbose is not None:
         new["verbose"] = bool(verbose)
     if device is not None:
-        from ._device import _check_option
-
         new["device"] = _check_option(device, "config_context")
     token = _config.set(new)
     try:
         yield new
     finally:
         _config.reset(token)
+
+
+def _check_option(device, owner):
+    if device is None or isinstance(device, str) and device in DEVICES:
+        return device
+    if isinstance(device, str) and re.fullmatch(r"(cpu|gpu|cuda|rocm|tpu):\d+", device):
+        return device  # "platform:id", as estimators' device_ records it
+    if type(device).__name__ == "Device" or hasattr(device, "platform") and hasattr(device, "memory_stats"):
+        return device  # a jax.Device
+    raise InvalidParameterError(
+        f"The 'device' parameter of {owner} must be one of {{'auto', 'cpu', 'gpu'}}, 'platform:id' (e.g. 'gpu:1'), "
+        "None or a jax.Device. "
+        f"Got {device!r} instead.")

@@ -28,17 +28,16 @@ inside whatever pool the user configured.
 
 from __future__ import annotations
 
-import re
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validation import InvalidParameterError, is_jax_array
+from ._config import DEVICES, _check_option  # noqa: F401  (re-exported: the option check lives with the config)
+from ._validation import is_jax_array
 
 __all__ = ["Placement", "resolve_device", "device_budget", "devices_info", "to_device", "device_name",
            "device_from_name", "DEVICES"]
 
-DEVICES = ("auto", "cpu", "gpu")
 #: Fraction of a device's XLA memory pool used as the default budget, and of its free part.
 DEVICE_BUDGET_FRACTION = 0.25
 DEVICE_FREE_FRACTION = 0.8
@@ -61,19 +60,6 @@ class Placement(NamedTuple):
     @property
     def platform(self) -> str:
         return "host" if self.device is None else self.device.platform
-
-
-def _check_option(device, owner):
-    if device is None or isinstance(device, str) and device in DEVICES:
-        return device
-    if isinstance(device, str) and re.fullmatch(r"(cpu|gpu|cuda|rocm|tpu):\d+", device):
-        return device  # "platform:id", as estimators' device_ records it
-    if type(device).__name__ == "Device" or hasattr(device, "platform") and hasattr(device, "memory_stats"):
-        return device  # a jax.Device
-    raise InvalidParameterError(
-        f"The 'device' parameter of {owner} must be one of {{'auto', 'cpu', 'gpu'}}, 'platform:id' (e.g. 'gpu:1'), "
-        "None or a jax.Device. "
-        f"Got {device!r} instead.")
 
 
 def _named_device(name: str):

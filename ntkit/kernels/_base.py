@@ -20,9 +20,21 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .._validation import check_data
+from .._validation import check_data, is_jax_array
 
 __all__ = ["Kernel", "StationaryKernel", "DotProductKernel"]
+
+
+#: The Gram evaluator behind ``Kernel.__call__``: :func:`ntkit.ops.gram`, installed by ``ntkit.ops`` when it is
+#: imported (``import ntkit`` imports it). Kernels sit below the primitive: nothing in ``ntkit.kernels``
+#: imports ``ntkit.ops``; the primitive depends on the kernels, never the other way round.
+_GRAM = None
+
+
+def register_gram(fn) -> None:
+    """Install ``fn(kernel, X, Z, *, backend)`` as the evaluator of ``Kernel.__call__`` (done by ``ntkit.ops``)."""
+    global _GRAM
+    _GRAM = fn
 
 
 def _is_tracer(a) -> bool:
@@ -71,9 +83,10 @@ class Kernel(BaseEstimator):
 
     def __call__(self, X, Z=None, *, backend="auto"):
         """Gram matrix ``K(X, Z)`` of shape (n, m); ``K(X, X)`` when Z is None."""
-        from ..ops import gram
-
-        return gram(self, X, Z, backend=backend)
+        if _GRAM is None:  # only when ntkit.kernels was loaded without its parent package's __init__
+            raise RuntimeError("ntkit.ops is not imported: `import ntkit` (or ntkit.ops) installs the Gram evaluator "
+                               "that kernels call")
+        return _GRAM(self, X, Z, backend=backend)
 
     def diag(self, X):
         """The diagonal ``k(x_i, x_i)``, shape (n,), without forming the Gram matrix.
@@ -83,9 +96,16 @@ class Kernel(BaseEstimator):
         >>> RBF(2.0).diag(np.zeros((3, 4)))
         array([1., 1., 1.])
         """
-        from ._ops_bridge import diag
+        X = check_data(X, "X")
+        params = self._validated()
+        if is_jax_array(X):
+            import jax.numpy as jnp
 
-        return diag(self, X)
+            Xp, _ = self._prepare(jnp, X, None, params)
+            return self._diag(jnp, jnp.sum(Xp * Xp, axis=1), X.shape[1], params)
+        Xp, _ = self._prepare(np, X, None, params)
+        sx = np.einsum("ij,ij->i", Xp, Xp)
+        return np.asarray(self._diag(np, sx, X.shape[1], params), dtype=X.dtype)
 
     @property
     def is_stationary(self) -> bool:

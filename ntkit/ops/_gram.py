@@ -31,7 +31,7 @@ import numpy as np
 from .._config import _config, available_memory, resolve_budget
 from .._device import device_budget
 from .._validation import InvalidParameterError, check_data, is_jax_array
-from ..kernels._base import Kernel, _is_tracer
+from ..kernels._base import Kernel, _is_tracer, register_gram
 from ._backends import _jax as jax_backend
 from ._backends import _native as native_backend
 from ._backends import _native_jax as native_jax_backend
@@ -374,3 +374,6 @@ def iter_gram_blocks(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", me
             else:
                 blk = numpy_backend.gram(prob.kernel, prob.params, Xb, Zb, prob.n_features, memory_budget)
             yield rows, cols, _finish(prob, blk)
+
+
+register_gram(gram)  # Kernel.__call__ evaluates through the primitive (kernels never import ntkit.ops)
