@@ -95,7 +95,7 @@ def _check_device_x(X, name, placement):
     from .._device import to_device
 
     if not is_jax_array(X):
-        from ..ntk._empirical import _check_x
+        from ..ntk._checks import _check_x
 
         X = np.asarray(_check_x(X, name))
         return to_device(X, placement)
@@ -270,7 +270,7 @@ class NTKSurrogate:
         placed, F a jax array — when ``placement`` is on a device."""
         import jax
 
-        from ..ntk._empirical import _check_x
+        from ..ntk._checks import _check_x
 
         if placement is not None and placement.on_device:
             X = _check_device_x(X, name, placement)
@@ -537,7 +537,7 @@ class NTKSurrogate:
 
     def _cross(self, X, placement=None):
         self._fitted()
-        from ..ntk._empirical import _check_x
+        from ..ntk._checks import _check_x
 
         if placement is not None and placement.on_device:
             X = _check_device_x(X, "X", placement)

@@ -8,7 +8,8 @@ small reference networks. Infinite-width closed forms live in :mod:`ntkit.kernel
 (``ReluNTK``, ``ReluNNGP``).
 """
 
-from ._empirical import StructureReport, empirical_ntk, empirical_ntk_fn, structure_report
+from ._empirical import empirical_ntk, empirical_ntk_fn
+from ._engine import StructureReport, structure_report
 from ._operator import NTKOperator
 
 __all__ = ["empirical_ntk", "empirical_ntk_fn", "structure_report", "StructureReport", "NTKOperator"]

@@ -9,7 +9,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from .._validation import InvalidParameterError, check_scalar
 from ..ops._operator import _CheckedProducts
-from ._empirical import _check_params, _check_x, _compute_dtype, _resolve_apply_fn, _x64
+from ._checks import _check_params, _check_x, _compute_dtype, _resolve_apply_fn, _x64
 
 __all__ = ["NTKOperator"]
 

@@ -22,6 +22,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import ntkit.ntk._empirical as emp
+import ntkit.ntk._engine as engine
 from ntkit.ntk import NTKOperator, empirical_ntk, empirical_ntk_fn, structure_report
 from ntkit.ntk.models import cnn, mlp
 from tests.conftest import assert_close
@@ -68,10 +69,10 @@ def _model(name, dtype=jnp.float64):
 
 @pytest.fixture
 def force_factored(monkeypatch):
-    monkeypatch.setattr(emp, "_FORCE_FACTORED", True)
-    emp._ENGINES.clear()
+    monkeypatch.setattr(engine, "_FORCE_FACTORED", True)
+    engine._ENGINES.clear()
     yield
-    emp._ENGINES.clear()
+    engine._ENGINES.clear()
 
 
 MODELS = ["mlp_tanh", "mlp_relu_std", "cnn"]
@@ -389,10 +390,10 @@ def test_ntk_fn_reuses_compiled_engine():
     apply, params, x1, x2 = _model("mlp_tanh")
     fn = empirical_ntk_fn(apply, kind="trace")
     fn(params, x1, x2)
-    n_engines = len(emp._ENGINES)
+    n_engines = len(engine._ENGINES)
     params2 = jax.tree_util.tree_map(lambda a: a * 1.1, params)
     out = fn(params2, x1, x2)
-    assert len(emp._ENGINES) == n_engines
+    assert len(engine._ENGINES) == n_engines
     assert_close(out, derived(oracle(apply, params2, x1, x2), "trace"), np.float64)
 
 
@@ -401,7 +402,7 @@ def test_stax_triple_and_memory_budget_tiles():
     triple = (lambda *a: None, apply, lambda *a: None)
     ref = empirical_ntk(apply, params, x1, x2, kind="trace")
     assert_close(empirical_ntk(triple, params, x1, x2, kind="trace"), ref, np.float64)
-    plan = emp._engine(apply, jax.tree_util.tree_structure(params), jax.tree_util.tree_leaves(params), x1,
+    plan = engine._engine(apply, jax.tree_util.tree_structure(params), jax.tree_util.tree_leaves(params), x1,
                        np.float64, "eye", "structured", "trace", None, "gaussian").plan()
     assert emp._choose_batch(plan, 10_000, 8, 64 * 2**20, None) < 10_000
     small = empirical_ntk(apply, params, x1, x2, kind="trace", memory_budget=3000)
