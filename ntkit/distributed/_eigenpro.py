@@ -96,7 +96,7 @@ class _ShardedRows:
         return out
 
     def gradient_fns(self, y, Z, dtype):
-        """The pair EigenPro 3 uses for its data pass (see ``ntkit.solvers._eigenpro._gradient_fns``)."""
+        """The pair EigenPro 3 uses for its data pass (see ``ntkit.solvers._eigenpro_host._gradient_fns``)."""
         client = self.client
         who = client.who_has(self.shards)
         y_parts = []

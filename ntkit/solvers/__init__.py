@@ -6,7 +6,8 @@ ntkit kernels, callables ``k(A, B)`` (e.g. an empirical NTK) or precomputed Gram
 """
 
 from ._eigen import EigenSystem, top_eigensystem
-from ._eigenpro import EigenProResult, eigenpro, eigenpro_parameters
+from ._eigenpro import EigenProResult, eigenpro
+from ._eigenpro_precond import eigenpro_parameters
 from ._nystrom import NystromResult, nystrom_pcg
 from ._stkr import STKRResult, stkr
 

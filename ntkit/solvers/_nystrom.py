@@ -14,7 +14,8 @@ from .._validation import check_data, check_int, check_scalar
 from ._access import KernelAccess, idx
 from .._validation import is_jax_array
 from ..kernels import Kernel
-from ._eigenpro import _check_common, _check_device_common, _host, _predict, _seed, _x64_scope
+from ._eigenpro import _check_common, _check_device_common, _host, _predict, _x64_scope
+from ._eigenpro_precond import _seed
 
 __all__ = ["nystrom_pcg", "NystromResult"]
 

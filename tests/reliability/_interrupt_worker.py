@@ -60,7 +60,7 @@ def main():
     writes = [0]
 
     import ntkit._checkpoint as ck
-    import ntkit.solvers._eigenpro as ep
+    import ntkit.solvers._eigenpro_host as ep
 
     real_write, real_ep_save = ck._write_atomic, ep._save_checkpoint
 

@@ -17,7 +17,7 @@ import pytest
 import scipy.linalg
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import ntkit.solvers._eigenpro as ep
+import ntkit.solvers._eigenpro_precond as precond
 from ntkit.estimators import EigenProClassifier, EigenProRegressor
 from ntkit.kernels import RBF, Laplace
 from ntkit.solvers import eigenpro, eigenpro_parameters, nystrom_pcg, top_eigensystem
@@ -161,13 +161,13 @@ def test_kernel_forms_agree():
 
 
 def test_divergence_is_caught_and_rolled_back(monkeypatch):
-    real = ep._parameters  # the unchecked core the solver calls
+    real = precond._parameters  # the unchecked core the solver calls
 
     def too_big(*args, **kw):
         q, bs, lr, top = real(*args, **kw)
         return q, bs, 8 * lr, top
 
-    monkeypatch.setattr(ep, "_parameters", too_big)
+    monkeypatch.setattr(precond, "_parameters", too_big)  # EigenPro 2 takes it through _preconditioner
     X, y, _ = _data(n=1000)
     res = eigenpro(Laplace(1.0), X, y, epochs=12, random_state=0)
     assert any(h.get("rolled_back") for h in res.history)
