@@ -48,7 +48,8 @@ from scipy.linalg.lapack import dpotrf, dpotri
 from .._blas import matmul
 from .._leverage import OnlineRLSDictionary
 from ..ops import gram
-from ._jax import device_ald, resolve_core_device
+from ._jax import resolve_core_device
+from ._jax_ald import device_ald
 from ._common import (
     RESIDUAL_FLOOR,
     on_device as _on_device,
@@ -191,7 +192,7 @@ def aogd_ald(kernel, *, U="auto", threshold="auto", horizon=None, budget=None, d
         None: the host core. Otherwise the rounds (ALD test, features, gradient step) run on that
         jax device as a jit-compiled scan with the dictionary, its Cholesky factor and θ in
         fixed-capacity device buffers doubled as needed (see :mod:`ntkit.online._jax`); the state
-        is an :class:`~ntkit.online._jax.ALDDeviceState`, predictions numpy for numpy input and
+        is an :class:`~ntkit.online._jax_ald.ALDDeviceState`, predictions numpy for numpy input and
         jax for jax input.
 
     Returns

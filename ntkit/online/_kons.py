@@ -53,7 +53,8 @@ import numpy as np
 from .._leverage import OnlineRLSDictionary
 from .._validation import check_scalar
 from ..ops import gram, kernel_matvec
-from ._jax import device_kons, resolve_core_device
+from ._jax import resolve_core_device
+from ._jax_kons import device_kons
 from ._common import (
     OnlineLearner,
     on_device as _on_device,
