@@ -1213,6 +1213,87 @@ def _distributed_entries():
     return E
 
 
+# ------------------------------------------------------------------------------------- predict
+def _predict_entries():
+    E = {}
+    TIMES = (None, 0.7, np.array([0.5, 30.0]))
+
+    def joint(rng, n, m):
+        F = _normal(rng, n + m, n + m + 3)
+        return F @ F.T / (n + m + 3)  # PSD, well conditioned
+
+    def lead(dims):
+        return (2,) if dims["t"] == 2 else ()
+
+    def build_mse(rng, dims, hp):
+        n, m, k = dims["n"], dims["m"], dims["k"]
+        J = joint(rng, n, m)
+        return {"k_train_train": J[:n, :n], "y_train": _normal(rng, n, k), "fx_train_0": 0.1 * _normal(rng, n, k),
+                "fx_test_0": 0.1 * _normal(rng, m, k), "k_test_train": J[n:, :n], "t": TIMES[dims["t"]],
+                "learning_rate": hp.get("learning_rate", 1.0), "diag_reg": hp.get("diag_reg", 1e-3)}
+
+    E["predict.gradient_descent_mse"] = Entry(
+        "predict.gradient_descent_mse", ("ntkit.predict.gradient_descent_mse",), build_mse,
+        lambda a: _mod("ntkit.predict").gradient_descent_mse(
+            a["k_train_train"], a["y_train"], learning_rate=a["learning_rate"], diag_reg=a["diag_reg"])(
+            a["t"], a["fx_train_0"], a["fx_test_0"], a["k_test_train"]),
+        lambda a, dims, r: [("fx_train", r[0], lead(dims) + (dims["n"], dims["k"])),
+                            ("fx_test", r[1], lead(dims) + (dims["m"], dims["k"]))],
+        {"k_train_train": Arg((2,)), "y_train": Arg((2,)), "fx_train_0": Arg((2,), names=("y_train",)),
+         "fx_test_0": Arg((2,)), "k_test_train": Arg((2,))},
+        {"n": ROWS1, "m": (0, 3), "k": (1, 3), "t": (0, 2)},
+        (("y_train", 0, "k_train_train"), ("k_train_train", 1, "y_train"), ("fx_train_0", 0, "y_train"),
+         ("fx_train_0", 1, "y_train"), ("k_test_train", 1, "k_train_train"), ("fx_test_0", 0, "k_test_train"),
+         ("fx_test_0", 1, "y_train")),
+        params={"learning_rate": BAD_POS, "diag_reg": BAD_NONNEG}, f32_out=True, rtol=1e-5, weight=0.5)
+
+    def build_gp(rng, dims, hp):
+        n, m, k = dims["n"], dims["m"], dims["k"]
+        J = joint(rng, n, m)
+        return {"k_train_train": J[:n, :n], "y_train": _normal(rng, n, k), "k_test_train": J[n:, :n],
+                "k_test_test": J[n:, n:], "get": ("nngp", "ntkgp")[dims["g"]], "diag_reg": hp.get("diag_reg", 1e-3)}
+
+    E["predict.gp_inference"] = Entry(
+        "predict.gp_inference", ("ntkit.predict.gp_inference",), build_gp,
+        lambda a: _mod("ntkit.predict").gp_inference(a["k_train_train"], a["y_train"], diag_reg=a["diag_reg"])(
+            a["get"], a["k_test_train"], a["k_test_test"]),
+        lambda a, dims, r: [("mean", r.mean, (dims["m"], dims["k"])), ("covariance", r.covariance,
+                                                                      (dims["m"], dims["m"]))],
+        {"k_train_train": Arg((2,)), "y_train": Arg((2,)), "k_test_train": Arg((2,)), "k_test_test": Arg((2,))},
+        {"n": ROWS1, "m": (0, 3), "k": (1, 3), "g": (0, 1)},
+        (("y_train", 0, "k_train_train"), ("k_test_train", 1, "k_train_train"), ("k_test_test", 0, "k_test_train")),
+        params={"diag_reg": BAD_NONNEG}, f32_out=True, rtol=1e-5, weight=0.5)
+
+    def build_ens(rng, dims, hp):
+        from collections import namedtuple
+
+        from ntkit.kernels import ReluNNGP, ReluNTK
+
+        Kernel = namedtuple("Kernel", "nngp ntk")
+        nngp, ntk = ReluNNGP(depth=1, bias_std=0.1), ReluNTK(depth=1, bias_std=0.1)
+
+        def kernel_fn(x1, x2=None, get=("nngp", "ntk")):
+            k = Kernel(nngp(x1, x2), ntk(x1, x2))
+            return getattr(k, get) if isinstance(get, str) else k
+
+        n, m = dims["n"], dims["m"]
+        return {"kernel_fn": kernel_fn, "x_train": _normal(rng, n, 3), "y_train": _normal(rng, n, dims["k"]),
+                "x_test": _normal(rng, m, 3) if m else None, "t": TIMES[dims["t"]], "get": ("nngp", "ntk")[dims["g"]],
+                "learning_rate": hp.get("learning_rate", 1.0), "diag_reg": hp.get("diag_reg", 1e-3)}
+
+    E["predict.gradient_descent_mse_ensemble"] = Entry(
+        "predict.gradient_descent_mse_ensemble", ("ntkit.predict.gradient_descent_mse_ensemble",), build_ens,
+        lambda a: _mod("ntkit.predict").gradient_descent_mse_ensemble(
+            a["kernel_fn"], a["x_train"], a["y_train"], learning_rate=a["learning_rate"], diag_reg=a["diag_reg"])(
+            a["t"], a["x_test"], a["get"], compute_cov=True),
+        lambda a, dims, r: [("mean", r.mean, lead(dims) + (dims["m"] or dims["n"], dims["k"])),
+                            ("covariance", r.covariance, lead(dims) + (dims["m"] or dims["n"],) * 2)],
+        {"y_train": Arg((2,))}, {"n": ROWS1, "m": (0, 3), "k": (1, 3), "t": (0, 2), "g": (0, 1)},
+        (("y_train", 0, "x_train"),), params={"learning_rate": BAD_POS, "diag_reg": BAD_NONNEG},
+        rtol=1e-5, weight=0.5)  # no f32_out: the kernels (from float64 x) set the output dtype, as y_train does
+    return E
+
+
 # ------------------------------------------------------------------------------------- table
 def _table():
     t = {}
@@ -1227,6 +1308,7 @@ def _table():
     t.update(_stkr_entries())
     t.update(_ntk_entries())
     t.update(_distributed_entries())
+    t.update(_predict_entries())
     return t
 
 
@@ -1250,7 +1332,7 @@ ARRAY_PARAMS = {"X", "Z", "v", "y", "A", "B", "x", "x1", "x2", "X_sub", "adjacen
                 "X_val", "y_val", "X_train", "y_train", "X_query", "M"}
 PUBLIC_MODULES = ("ntkit.kernels", "ntkit.ops", "ntkit.ntk", "ntkit.features", "ntkit.graphs", "ntkit.solvers",
                   "ntkit.theory", "ntkit.theory.profiles", "ntkit.online", "ntkit.explain", "ntkit.estimators",
-                  "ntkit.distributed")
+                  "ntkit.distributed", "ntkit.predict")
 
 
 def _takes_arrays(fn) -> bool:
