@@ -80,6 +80,7 @@ sanitize-cuda: install
 interop: .venv-interop/bin/python
 	.venv-interop/bin/python tests/golden/make_golden_kernels.py
 	.venv-interop/bin/python tests/golden/make_golden_entk.py
+	.venv-interop/bin/python tests/golden/make_golden_stax.py
 	.venv-interop/bin/python tests/golden/make_golden_predict.py
 
 clean:

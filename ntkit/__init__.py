@@ -14,10 +14,10 @@ from ._validation import InvalidParameterError
 __version__ = "0.1.0"
 
 from . import kernels, ops  # noqa: E402
-from . import predict  # noqa: E402
+from . import predict, stax  # noqa: E402
 
 __all__ = ["__version__", "config_context", "get_config", "show_backends", "backends_info", "InvalidParameterError",
-           "NumericalWarning", "PerformanceWarning", "kernels", "ops"]
+           "NumericalWarning", "PerformanceWarning", "kernels", "ops", "predict", "stax"]
 
 
 def backends_info() -> dict:

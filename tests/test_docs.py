@@ -69,7 +69,7 @@ def test_docs_site_builds_without_warnings_and_documents_every_public_name(site)
     missing = []
     for mod in ("ntkit", "ntkit.kernels", "ntkit.ops", "ntkit.ntk", "ntkit.solvers", "ntkit.estimators",
                 "ntkit.features", "ntkit.graphs", "ntkit.distributed", "ntkit.online", "ntkit.theory",
-                "ntkit.theory.profiles", "ntkit.explain", "ntkit.predict"):
+                "ntkit.theory.profiles", "ntkit.explain", "ntkit.predict", "ntkit.stax"):
         for name in importlib.import_module(mod).__all__:
             if name.startswith("__"):
                 continue  # __version__

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 PACKAGES = ["ntkit", "ntkit.kernels", "ntkit.ops", "ntkit.theory", "ntkit.theory.profiles", "ntkit.features", "ntkit.graphs",
-            "ntkit.distributed", "ntkit.online", "ntkit.estimators", "ntkit.predict"]
+            "ntkit.distributed", "ntkit.online", "ntkit.estimators", "ntkit.predict", "ntkit.stax"]
 
 
 @pytest.mark.parametrize("modname", PACKAGES)

@@ -1008,6 +1008,37 @@ def _stkr_entries():
     return E
 
 
+# ------------------------------------------------------------------------------------- stax
+def _stax_entries():
+    def factory(hp):
+        from ntkit import stax
+
+        _, _, kernel_fn = stax.serial(stax.Dense(16, W_std=1.5, b_std=0.1), stax.Erf(), stax.Dense(1))
+        return stax.StaxKernel(kernel_fn, get=hp.get("get", "ntk"))  # validated at call time, like every kernel
+
+    params = {"get": ["nngp_ntk", None, 1, ("nngp", "ntk")]}
+
+    def build_call(rng, dims, hp):
+        n, m, d = dims["n"], dims["m"], dims["d"]
+        return {"kernel": factory(hp), "X": _normal(rng, n, d), "Z": _normal(rng, m, d) if dims["z"] else None}
+
+    def build_diag(rng, dims, hp):
+        return {"kernel": factory(hp), "X": _normal(rng, dims["n"], dims["d"])}
+
+    return {
+        "stax.StaxKernel.__call__": Entry(
+            name="stax.StaxKernel.__call__", covers=("ntkit.stax.StaxKernel.__call__",), build=build_call,
+            call=lambda a: a["kernel"](a["X"], a["Z"]),
+            out=lambda a, dims, r: [("K", r, (dims["n"], dims["m"] if dims["z"] else dims["n"]))],
+            arrays={"X": Arg((2,)), "Z": Arg((2,))}, dims={"n": ROWS, "m": ROWS, "d": FEATS, "z": (0, 1)},
+            mismatch=(("Z", 1, "X"), ("X", 1, "Z")), params=params, f32_out=True, weight=0.5),
+        "stax.StaxKernel.diag": Entry(
+            name="stax.StaxKernel.diag", covers=("ntkit.stax.StaxKernel.diag",), build=build_diag,
+            call=lambda a: a["kernel"].diag(a["X"]), out=lambda a, dims, r: [("diag", r, (dims["n"],))],
+            arrays={"X": Arg((2,))}, dims={"n": ROWS, "d": FEATS}, params=params, f32_out=True, weight=0.5),
+    }
+
+
 # ------------------------------------------------------------------------------------- ntk / explain (jax)
 def _mlp(d, o, seed=0):
     import jax
@@ -1306,6 +1337,7 @@ def _table():
     t.update(_solver_entries())
     t.update(_estimator_entries())
     t.update(_stkr_entries())
+    t.update(_stax_entries())
     t.update(_ntk_entries())
     t.update(_distributed_entries())
     t.update(_predict_entries())
@@ -1321,6 +1353,10 @@ EXEMPT = {
     "ntkit.explain.plot_attributions": "draws a matplotlib figure from an Attribution; its arrays come from "
                                        "NTKSurrogate.attribute, which is fuzzed",
     "ntkit.explain.plot_fidelity": "draws a matplotlib figure; the arrays go through NTKSurrogate.fidelity (fuzzed)",
+    **{f"ntkit.stax.{name}": "a layer constructor whose scalar hyper-parameters carry array-like names from "
+                             "neural-tangents' signature (a, b); no data arrays: its kernel_fn is tested in tests/stax "
+                             "and reached through StaxKernel (fuzzed)"
+       for name in ("ABRelu", "Cos", "Erf", "Exp", "Gaussian", "Sin")},
     "ntkit.distributed.graph_random_features": "needs a running Dask client (cluster spin-up is out of CI's budget); "
                                                "its walks are GraphRandomFeatures' (fuzzed)",
 }
@@ -1332,7 +1368,7 @@ ARRAY_PARAMS = {"X", "Z", "v", "y", "A", "B", "x", "x1", "x2", "X_sub", "adjacen
                 "X_val", "y_val", "X_train", "y_train", "X_query", "M"}
 PUBLIC_MODULES = ("ntkit.kernels", "ntkit.ops", "ntkit.ntk", "ntkit.features", "ntkit.graphs", "ntkit.solvers",
                   "ntkit.theory", "ntkit.theory.profiles", "ntkit.online", "ntkit.explain", "ntkit.estimators",
-                  "ntkit.distributed", "ntkit.predict")
+                  "ntkit.distributed", "ntkit.predict", "ntkit.stax")
 
 
 def _takes_arrays(fn) -> bool:

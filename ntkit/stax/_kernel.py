@@ -1,0 +1,271 @@
+"""A stax network's infinite-width kernel as an ntkit Kernel, and block-wise evaluation.
+
+For inputs that are vectors, every stax network's kernel is a function of the inputs' inner
+products and squared norms only: the first state is ``nngp = <x, z> / d``,
+``cov1 = |x|^2 / d``, ``cov2 = |z|^2 / d``, and every layer maps covariances to covariances.
+So :class:`StaxKernel` is a dot-product :class:`~ntkit.kernels.Kernel`: ``ntkit.ops`` forms
+the inner products block by block (under its ``memory_budget``) and this module maps each block
+through the network, which is how it serves :func:`ntkit.ops.gram`,
+:func:`ntkit.ops.kernel_matvec`, :class:`~ntkit.ops.KernelOperator`, the solvers and the
+estimators. Image inputs are not a function of one inner product per pair; for them
+:func:`batch` evaluates a ``kernel_fn`` in blocks of rows.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .._validation import InvalidParameterError, check_int
+from ..kernels import DotProductKernel
+
+__all__ = ["StaxKernel", "as_kernel", "batch"]
+
+_GETS = ("nngp", "ntk")
+
+
+def _check_kernel_fn(kernel_fn, owner):
+    from ._core import KernelFn
+
+    if isinstance(kernel_fn, tuple) and len(kernel_fn) >= 3:
+        kernel_fn = kernel_fn[2]
+    if not isinstance(kernel_fn, KernelFn):
+        raise InvalidParameterError(f"The 'kernel_fn' parameter of {owner} must be the kernel_fn of an ntkit.stax "
+                                    f"layer or network (or its triple); got {type(kernel_fn).__name__}.")
+    return kernel_fn
+
+
+def _network_values(kernel_fn, get, dot, sx, sz, n_features, x1_is_x2):
+    """The network's ``get`` kernel from inner products ``dot`` (n, m) and squared norms."""
+    import jax.numpy as jnp
+
+    from ._core import _DEFAULT_REQS
+    from ._state import KernelState, ensure_pytree
+
+    ensure_pytree()  # the state is a pytree for the layers' compiled maps (a fresh process may not have it yet)
+    layer = kernel_fn._layer
+    reqs = dict(_DEFAULT_REQS)
+    reqs.update({k: v for k, v in layer.reqs.items() if k in ("batch_axis", "channel_axis")})
+    if reqs["batch_axis"] not in (0, -2) or reqs["channel_axis"] not in (1, -1, None):
+        raise ValueError("as_kernel needs a network whose first layer reads (n_samples, n_features) rows "
+                         f"(batch_axis=0, channel_axis=-1); got {reqs['batch_axis']}, {reqs['channel_axis']}.")
+    inv = 1.0 / max(int(n_features), 1)
+    n, m = dot.shape
+    state = KernelState(nngp=dot * inv, ntk=jnp.zeros((), dot.dtype) if get == "ntk" else None, cov1=sx * inv,
+                        cov2=sz * inv, x1_is_x2=x1_is_x2, is_gaussian=False, is_reversed=False, is_input=False,
+                        diagonal_batch=True, diagonal_spatial=False, shape1=(n, int(n_features)),
+                        shape2=(m, int(n_features)), batch_axis=0, channel_axis=1)
+    out = layer.kfn(state, {})
+    if isinstance(out, (list, tuple)):
+        raise ValueError("as_kernel needs a network with one output; this one ends in parallel branches.")
+    val = getattr(out, get)
+    if val.ndim == 0:  # a network without parameters: NTK 0
+        val = jnp.broadcast_to(val, (n, m))
+    if val.shape != (n, m):
+        raise ValueError(f"as_kernel needs a network whose kernel is one number per pair of inputs; its {get} "
+                         f"has shape {tuple(val.shape)} for {n} x {m} inputs (end the network with Flatten, "
+                         "a global pooling or Dense layers).")
+    return val
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(kernel_fn, get, n_features, x1_is_x2):
+    import jax
+
+    return jax.jit(lambda dot, sx, sz: _network_values(kernel_fn, get, dot, sx, sz, n_features, x1_is_x2))
+
+
+class StaxKernel(DotProductKernel):
+    """The infinite-width NNGP or NTK of an ``ntkit.stax`` network on vectors, as an ntkit Kernel.
+
+    Built by :func:`as_kernel`. ``k(X, Z=None)`` is the Gram matrix (through
+    :func:`ntkit.ops.gram`), ``k.diag(X)`` its diagonal; it works wherever an ntkit kernel does
+    (``ntkit.ops``, solvers, estimators). ``K(X, X)`` has neural-tangents' ``kernel_fn(X, None)``
+    values (a Dropout layer scales the diagonal); ``K(X, Z)`` treats X and Z as different inputs.
+
+    Parameters
+    ----------
+    kernel_fn : callable
+        The ``kernel_fn`` of an ``ntkit.stax`` network (or the whole triple).
+    get : {"ntk", "nngp"}, default="ntk"
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit import stax
+    >>> from ntkit.ops import gram
+    >>> _, _, kernel_fn = stax.serial(stax.Dense(64), stax.Erf(), stax.Dense(1))
+    >>> k = stax.StaxKernel(kernel_fn, get="nngp")
+    >>> X = np.random.default_rng(0).normal(size=(4, 3))
+    >>> bool(np.allclose(gram(k, X), kernel_fn(X, None, "nngp")))
+    True
+    """
+
+    def __init__(self, kernel_fn=None, get="ntk"):
+        self.kernel_fn = kernel_fn
+        self.get = get
+
+    def _validated(self):
+        owner = type(self).__name__
+        kernel_fn = _check_kernel_fn(self.kernel_fn, owner)
+        if self.get not in _GETS:
+            raise InvalidParameterError(f"The 'get' parameter of {owner} must be one of {_GETS}. "
+                                        f"Got {self.get!r} instead.")
+        return {"kernel_fn": kernel_fn, "get": self.get}
+
+    def _evaluate(self, xp, dot, sx, sz, n_features, params, x1_is_x2):
+        if xp is np:  # the numpy backend: a compiled block, computed in the data's precision
+            import jax
+
+            dtype = np.result_type(dot, sx, sz)
+            ctx = jax.enable_x64(True) if dtype == np.float64 else jax.enable_x64(False)
+            with ctx:
+                fn = _compiled(params["kernel_fn"], params["get"], int(n_features), x1_is_x2)
+                return np.array(fn(dot, sx, sz), dtype=dtype)  # writable: the numpy backend edits blocks
+        return _network_values(params["kernel_fn"], params["get"], dot, sx, sz, n_features, x1_is_x2)
+
+    def _block(self, xp, dot, sx, sz, n_features, params):
+        return self._evaluate(xp, dot, sx, sz, n_features, params, False)
+
+    def _diag(self, xp, sx, n_features, params):
+        """Each point with itself: a batch of 1 x 1 kernels (vmapped), identical inputs."""
+        import jax
+        import jax.numpy as jnp
+
+        def one(s):
+            s1 = s.reshape(1)
+            return _network_values(params["kernel_fn"], params["get"], s.reshape(1, 1), s1, s1, n_features,
+                                   True)[0, 0]
+
+        if xp is np:
+            dtype = np.asarray(sx).dtype
+            with (jax.enable_x64(True) if dtype == np.float64 else jax.enable_x64(False)):
+                return np.array(_compiled_diag(params["kernel_fn"], params["get"], int(n_features))(sx),
+                                  dtype=dtype)
+        return jax.vmap(one)(jnp.asarray(sx))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_diag(kernel_fn, get, n_features):
+    import jax
+
+    def one(s):
+        s1 = s.reshape(1)
+        return _network_values(kernel_fn, get, s.reshape(1, 1), s1, s1, n_features, True)[0, 0]
+
+    return jax.jit(jax.vmap(one))
+
+
+def as_kernel(kernel_fn, get="ntk"):
+    """An ntkit :class:`~ntkit.kernels.Kernel` from a stax ``kernel_fn`` (vector inputs).
+
+    Parameters
+    ----------
+    kernel_fn : callable or (init_fn, apply_fn, kernel_fn)
+        From an ``ntkit.stax`` layer or network whose first layer reads ``(n_samples,
+        n_features)`` rows and whose output has one number per pair of inputs.
+    get : {"ntk", "nngp"}, default="ntk"
+
+    Returns
+    -------
+    StaxKernel
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit import stax
+    >>> from ntkit.estimators import NTKRegressor
+    >>> net = stax.serial(stax.Dense(512, b_std=0.1), stax.Relu(), stax.Dense(1))
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(30, 4)), rng.normal(size=30)
+    >>> model = NTKRegressor(kernel=stax.as_kernel(net, get="ntk"), ridge=1e-3).fit(X, y)
+    >>> model.predict(X[:2]).shape
+    (2,)
+    """
+    kernel = StaxKernel(_check_kernel_fn(kernel_fn, "as_kernel"), get=get)
+    kernel._validated()
+    return kernel
+
+
+def batch(kernel_fn, batch_size=0, *, memory_budget=None):
+    """Evaluate a ``kernel_fn`` in blocks of rows of ``x1`` and ``x2`` (like neural-tangents' ``nt.batch``).
+
+    The returned function has the signature ``fn(x1, x2=None, get=("nngp", "ntk"))`` and
+    returns the same arrays as ``kernel_fn`` (``get`` a string or a tuple of ``"nngp"`` /
+    ``"ntk"``), computed ``batch_size x batch_size`` pairs of inputs at a time, so the
+    intermediate covariances of a convolutional network (``batch_size**2 x (H W)**2`` numbers
+    per layer) stay bounded. ``batch_size=0`` takes it from ``memory_budget`` (bytes, or a
+    string such as ``"512MiB"``; default: ntkit's budget rule, see :func:`ntkit.config_context`),
+    assuming a dozen covariance-sized temporaries per block.
+
+    Parameters
+    ----------
+    kernel_fn : callable
+        An ``ntkit.stax`` ``kernel_fn``.
+    batch_size : int >= 0, default=0
+    memory_budget : int or str, optional
+
+    Returns
+    -------
+    callable
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ntkit import stax
+    >>> _, _, kernel_fn = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+    >>> x = np.random.default_rng(0).normal(size=(7, 3))
+    >>> batched = stax.batch(kernel_fn, batch_size=3)
+    >>> bool(np.allclose(batched(x, None, "ntk"), kernel_fn(x, None, "ntk")))
+    True
+    """
+    kernel_fn = _check_kernel_fn(kernel_fn, "batch")
+    batch_size = check_int(batch_size, "batch_size", "batch", low=0)
+
+    def fn(x1, x2=None, get=("nngp", "ntk"), **kwargs):
+        import jax.numpy as jnp
+
+        from ._core import _canonical_get, _is_array
+
+        get_t, single = _canonical_get(get)
+        if get_t is None or any(g not in _GETS for g in get_t):
+            raise ValueError(f"batch(kernel_fn) returns arrays: get must be 'nngp', 'ntk' or a tuple of them; "
+                             f"got {get!r}.")
+        for name, x in (("x1", x1), ("x2", x2)):
+            if x is not None and not _is_array(x):
+                raise TypeError(f"{name} must be a numpy or jax array; got {type(x).__name__}.")
+        n1 = x1.shape[0]
+        n2 = n1 if x2 is None else x2.shape[0]
+        bs = batch_size or _auto_batch(x1, memory_budget)
+        blocks = {g: [] for g in get_t}
+        for i in range(0, n1, bs):
+            rows = {g: [] for g in get_t}
+            for j in range(0, n2, bs):
+                a = x1[i:i + bs]
+                if x2 is None and i == j:
+                    out = kernel_fn(a, None, get_t, **kwargs)
+                else:
+                    b = (x1 if x2 is None else x2)[j:j + bs]
+                    out = kernel_fn(a, b, get_t, **kwargs)
+                for g in get_t:
+                    rows[g].append(getattr(out, g))
+            for g in get_t:
+                blocks[g].append(jnp.concatenate(rows[g], axis=1))
+        res = {g: jnp.concatenate(blocks[g], axis=0) for g in get_t}
+        if single:
+            return res[get_t[0]]
+        from ._core import _result_type
+
+        return _result_type(get_t)(*(res[g] for g in get_t))
+
+    return fn
+
+
+def _auto_batch(x1, memory_budget):
+    from .._config import resolve_budget
+
+    budget = resolve_budget(memory_budget)
+    spatial = int(np.prod(x1.shape[1:-1])) if x1.ndim > 2 else 1
+    per_pair = 12 * 8 * spatial ** 2  # a dozen float64 covariance-sized temporaries
+    return max(1, int((budget / per_pair) ** 0.5))
