@@ -15,50 +15,35 @@ for ``get=None``, a namedtuple for a tuple ``get``, an array for a single string
 Importing this package does not import jax; the first layer call does.
 """
 
-from ._core import (
-                           FanInConcat,
-                           FanInProd,
-                           FanInSum,
-                           FanOut,
-                           Identity,
-                           parallel,
-                           repeat,
-                           serial,
+from ._aggregate import Aggregate
+from ._arccos import ABRelu, Abs, LeakyRelu, RectifiedMonomial, Relu, Sign
+from ._attention import GlobalSelfAttention
+from ._combinators import (
+    FanInConcat,
+    FanInProd,
+    FanInSum,
+    FanOut,
+    Identity,
+    parallel,
+    repeat,
+    serial,
 )
-from ._elementwise import (
-                           ABRelu,
-                           Abs,
-                           Cos,
-                           Elementwise,
-                           ElementwiseNumerical,
-                           Erf,
-                           Exp,
-                           ExpNormalized,
-                           Gaussian,
-                           Gelu,
-                           Hermite,
-                           LeakyRelu,
-                           Monomial,
-                           Polynomial,
-                           Rbf,
-                           RectifiedMonomial,
-                           Relu,
-                           Sigmoid_like,
-                           Sign,
-                           Sin,
-)
+from ._conv import Conv, ConvLocal, ConvTranspose
+from ._elementwise import Elementwise, ElementwiseNumerical
 from ._kernel import StaxKernel, as_kernel, batch
-from ._linear import (
-                           AvgPool,
-                           Conv,
-                           ConvLocal,
-                           Dense,
-                           Dropout,
-                           Flatten,
-                           GlobalAvgPool,
-                           GlobalSumPool,
-                           LayerNorm,
-                           SumPool,
+from ._linear import Dense, Dropout, Flatten, LayerNorm
+from ._polynomial import Hermite, Monomial, Polynomial
+from ._pooling import AvgPool, GlobalAvgPool, GlobalSumPool, SumPool
+from ._smooth import (
+    Cos,
+    Erf,
+    Exp,
+    ExpNormalized,
+    Gaussian,
+    Gelu,
+    Rbf,
+    Sigmoid_like,
+    Sin,
 )
 from ._state import KernelState
 
@@ -66,8 +51,8 @@ __all__ = [
     # combinators
     "serial", "parallel", "repeat", "FanOut", "FanInSum", "FanInProd", "FanInConcat", "Identity",
     # linear
-    "Dense", "Conv", "ConvLocal", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool", "Flatten", "LayerNorm",
-    "Dropout",
+    "Dense", "Conv", "ConvLocal", "ConvTranspose", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool", "Flatten", "LayerNorm",
+    "Dropout", "GlobalSelfAttention", "Aggregate",
     # nonlinearities
     "Relu", "ABRelu", "LeakyRelu", "Abs", "Erf", "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Sign", "Exp",
     "ExpNormalized", "Gaussian", "Hermite", "Monomial", "RectifiedMonomial", "Polynomial", "Elementwise",

@@ -197,7 +197,8 @@ def batch(kernel_fn, batch_size=0, *, memory_budget=None):
     intermediate covariances of a convolutional network (``batch_size**2 x (H W)**2`` numbers
     per layer) stay bounded. ``batch_size=0`` takes it from ``memory_budget`` (bytes, or a
     string such as ``"512MiB"``; default: ntkit's budget rule, see :func:`ntkit.config_context`),
-    assuming a dozen covariance-sized temporaries per block.
+    assuming a dozen covariance-sized temporaries per block. A graph network's
+    ``pattern=(P1, P2)`` (see :func:`Aggregate`) is cut into the same blocks of rows.
 
     Parameters
     ----------
@@ -243,11 +244,15 @@ def batch(kernel_fn, batch_size=0, *, memory_budget=None):
             rows = {g: [] for g in get_t}
             for j in range(0, n2, bs):
                 a = x1[i:i + bs]
+                kw = dict(kwargs)
+                pattern = kwargs.get("pattern")
+                if isinstance(pattern, (tuple, list)) and len(pattern) == 2:
+                    kw["pattern"] = tuple(None if p is None else p[lo:lo + bs] for p, lo in zip(pattern, (i, j)))
                 if x2 is None and i == j:
-                    out = kernel_fn(a, None, get_t, **kwargs)
+                    out = kernel_fn(a, None, get_t, **kw)
                 else:
                     b = (x1 if x2 is None else x2)[j:j + bs]
-                    out = kernel_fn(a, b, get_t, **kwargs)
+                    out = kernel_fn(a, b, get_t, **kw)
                 for g in get_t:
                     rows[g].append(getattr(out, g))
             for g in get_t:

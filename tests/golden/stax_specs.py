@@ -3,9 +3,12 @@
 Pure Python: ``build(stax, name)`` takes the ``stax`` module as an argument (``neural_tangents.stax``
 in the pinned interop environment, ``ntkit.stax`` in the test suite) and returns the
 ``(init_fn, apply_fn, kernel_fn)`` triple, so both sides build exactly the same network.
-``SPECS[name] = (inputs, kernel_kwargs, closed_form)``: ``inputs`` is "vec" (rows of 6 features)
-or "img" (NHWC 4x3 images with 2 channels), ``kernel_kwargs`` are passed to ``kernel_fn``, and
-``closed_form`` is False where quadrature is involved.
+``SPECS[name] = (inputs, kernel_kwargs, closed_form)``: ``inputs`` is "vec" (rows of 6 features),
+"img" (NHWC 4x3 images with 2 channels), "seq" (5 tokens of 3 channels) or "graph" (4 vertices of
+3 features), ``kernel_kwargs`` are passed to ``kernel_fn`` (``{"pattern": "dense"}`` /
+``{"pattern": "sparse"}`` stand for the graphs of the inputs: see :func:`kernel_kwargs`), and
+``closed_form`` is False where quadrature is involved. ``APPLY`` lists the architectures whose
+finite network (``apply_fn`` on fixed parameters) is compared as well.
 """
 
 import math
@@ -152,6 +155,62 @@ def _img(stax, name):
                                                  stax.Dense(1)),
         "img_dropout_test_mode": lambda: stax.serial(stax.Conv(8, (2, 2)), stax.Relu(), stax.Dropout(0.7, mode="test"),
                                                      stax.Flatten(), stax.Dense(1)),
+        "cnn_conv_transpose_valid": lambda: stax.serial(
+            stax.ConvTranspose(8, (3, 2), strides=(2, 1), W_std=1.3, b_std=0.2), stax.Relu(),
+            stax.ConvTranspose(8, (2, 2), padding="SAME"), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)),
+        "cnn_conv_transpose_same_standard": lambda: stax.serial(
+            stax.ConvTranspose(8, (3, 2), strides=(2, 3), padding="SAME", W_std=1.2, b_std=0.1,
+                               parameterization="standard"), stax.Relu(), stax.Flatten(),
+            stax.Dense(1, parameterization="standard")),
+        "cnn_conv_transpose_circular": lambda: stax.serial(
+            stax.Conv(8, (2, 2), padding="SAME"), stax.Erf(),
+            stax.ConvTranspose(8, (3, 2), strides=(2, 1), padding="CIRCULAR", b_std=0.1)),
+        "img_attention": lambda: stax.serial(stax.Conv(8, (2, 2), padding="SAME"),
+                                             stax.GlobalSelfAttention(8, 4, 4, 2, b_std=0.1), stax.Relu(),
+                                             stax.GlobalAvgPool(), stax.Dense(1)),
+    }
+    return table[name]()
+
+
+def _seq(stax, name):
+    import jax.numpy as jnp
+
+    A = stax.GlobalSelfAttention
+    table = {
+        "seq_attention_softmax": lambda: stax.serial(
+            stax.Dense(8, W_std=1.2, b_std=0.1),
+            A(8, 4, 4, 2, W_key_std=1.3, W_query_std=0.8, W_value_std=1.1, W_out_std=0.9, b_std=0.2), stax.Relu(),
+            stax.GlobalAvgPool(), stax.Dense(1)),
+        "seq_attention_block": lambda: stax.serial(
+            stax.Dense(8, b_std=0.1),
+            stax.FanOut(2), stax.parallel(stax.Identity(), A(8, 4, 4, 2, attention_mechanism="IDENTITY", b_std=0.1)),
+            stax.FanInSum(), stax.LayerNorm(), stax.Relu(), stax.Dense(8, W_std=1.3), stax.Erf(),
+            stax.GlobalAvgPool(), stax.Dense(1)),
+        "seq_attention_abs_output": lambda: stax.serial(stax.Dense(8), A(8, 4, 4, 2, attention_mechanism="ABS",
+                                                                           W_key_std=0.7, b_std=0.3)),
+        "seq_attention_relu_concat": lambda: stax.serial(
+            stax.Dense(8), A(8, 4, 4, 2, attention_mechanism="RELU", pos_emb_type="CONCAT", n_chan_pos_emb=4,
+                             pos_emb_decay_fn=lambda d: jnp.exp(-0.5 * d), pos_emb_p_norm=1.5, val_pos_emb=True),
+            stax.GlobalSumPool(), stax.Dense(1)),
+        "seq_attention_sqrt_identity_sum": lambda: stax.serial(
+            stax.Dense(8, b_std=0.2),
+            A(8, 4, 4, 2, linear_scaling=False, attention_mechanism="IDENTITY", W_key_std=0.6, b_std=0.1,
+              pos_emb_type="SUM", W_pos_emb_std=0.7, pos_emb_decay_fn=lambda d: 1.0 / (1.0 + d)),
+            stax.GlobalAvgPool(), stax.Dense(1)),
+    }
+    return table[name]()
+
+
+def _graph(stax, name):
+    table = {
+        "graph_gnn_dense": lambda: stax.serial(
+            stax.Dense(8, W_std=1.3, b_std=0.1), stax.Relu(), stax.Aggregate(), stax.Dense(8, b_std=0.2), stax.Relu(),
+            stax.Aggregate(), stax.GlobalSumPool(), stax.Dense(1)),
+        "graph_gnn_sparse": lambda: stax.serial(
+            stax.Dense(8), stax.Relu(), stax.Aggregate(implementation="SPARSE"), stax.Dense(8, W_std=1.2),
+            stax.Erf(), stax.GlobalAvgPool(), stax.Dense(1)),
+        "graph_aggregate_output": lambda: stax.serial(stax.Dense(8, b_std=0.1), stax.Gelu(),
+                                                      stax.Aggregate(aggregate_axis=1)),
     }
     return table[name]()
 
@@ -172,13 +231,51 @@ SPECS = {
         "cnn_resnet_layernorm", "cnn_dense_on_channels", "cnn_fanin_concat", "cnn_output_one_conv",
         "cnn_output_two_convs", "cnn_output_avgpool", "img_flatten_first", "img_dropout_test_mode"]},
     "cnn_output_diag_spatial": ("img", {"diagonal_spatial": True}, True),
+    **{n: ("img", {}, True) for n in [
+        "cnn_conv_transpose_valid", "cnn_conv_transpose_same_standard", "cnn_conv_transpose_circular",
+        "img_attention"]},
+    **{n: ("seq", {}, True) for n in [
+        "seq_attention_softmax", "seq_attention_block", "seq_attention_abs_output", "seq_attention_relu_concat",
+        "seq_attention_sqrt_identity_sum"]},
+    "graph_gnn_dense": ("graph", {"pattern": "dense"}, True),
+    "graph_gnn_sparse": ("graph", {"pattern": "sparse"}, True),
+    "graph_aggregate_output": ("graph", {"pattern": "dense"}, True),
 }
+
+#: Architectures whose finite network is compared too (fixed parameters, neural-tangents' apply_fn).
+APPLY = ["cnn_conv_transpose_valid", "cnn_conv_transpose_same_standard", "cnn_conv_transpose_circular",
+         "img_attention", "seq_attention_softmax", "seq_attention_block", "seq_attention_relu_concat",
+         "seq_attention_sqrt_identity_sum", "graph_gnn_dense", "graph_gnn_sparse"]
 
 
 def build(stax, name):
     """The ``(init_fn, apply_fn, kernel_fn)`` triple of architecture ``name`` from module ``stax``."""
     kind = SPECS[name][0]
-    return _vec(stax, name) if kind == "vec" else _img(stax, name)
+    return {"vec": _vec, "img": _img, "seq": _seq, "graph": _graph}[kind](stax, name)
+
+
+def kernel_kwargs(name, patterns, which):
+    """``kernel_fn`` keyword arguments of ``name`` for the batch pair ``which``.
+
+    ``patterns`` is :func:`graphs`' dict ``{"dense": (P1, P2), "sparse": (E1, E2)}``; ``which`` is
+    "12" (``x1`` against ``x2``: ``pattern=(P1, P2)``), "11" (``x1`` alone: ``(P1, P1)``) or
+    "stacked" (``[x1; x2]`` alone: both patterns stacked, twice).
+    """
+    import numpy as np
+
+    kwargs = dict(SPECS[name][1])
+    fmt = kwargs.get("pattern")
+    if fmt is not None:
+        p1, p2 = patterns[fmt]
+        both = np.concatenate([p1, p2])
+        kwargs["pattern"] = {"12": (p1, p2), "11": (p1, p1), "stacked": (both, both)}[which]
+    return kwargs
+
+
+def apply_kwargs(name, patterns, which):
+    """``apply_fn`` keyword arguments of ``name`` on batch ``which`` ("1": ``x1``)."""
+    fmt = SPECS[name][1].get("pattern")
+    return {} if fmt is None else {"pattern": patterns[fmt][0]}
 
 
 def inputs(rng):
@@ -190,4 +287,20 @@ def inputs(rng):
     i1 = rng.normal(size=(2, 4, 3, 2))
     i2 = rng.normal(size=(3, 4, 3, 2)) * 0.8 - 0.1
     i2[0] = i1[0]
-    return {"vec": (v1, v2), "img": (i1, i2)}
+    s1 = rng.normal(size=(2, 5, 3))
+    s2 = rng.normal(size=(3, 5, 3)) * 0.9 + 0.1
+    g1 = rng.normal(size=(2, 4, 3))
+    g2 = rng.normal(size=(3, 4, 3)) * 1.1
+    return {"vec": (v1, v2), "img": (i1, i2), "seq": (s1, s2), "graph": (g1, g2)}
+
+
+def graphs(rng):
+    """The graphs of the "graph" inputs (drawn after :func:`inputs` from the same Generator).
+
+    ``"dense"``: weighted adjacency matrices ``(n, 4, 4)`` (about half the arcs, weights in
+    [0.5, 1.5]); ``"sparse"``: 6 (tail, head) edges per graph, ``(n, 6, 1, 2)``, a few with a
+    negative head (padding) or tail (neural-tangents reads a tail of -1 as the last vertex).
+    """
+    dense = tuple((rng.random((n, 4, 4)) < 0.5) * rng.uniform(0.5, 1.5, (n, 4, 4)) for n in (2, 3))
+    sparse = tuple(rng.integers(-1, 4, size=(n, 6, 1, 2)) for n in (2, 3))
+    return {"dense": dense, "sparse": sparse}
