@@ -19,6 +19,7 @@ import bench_grf  # noqa: E402
 import bench_online  # noqa: E402
 import bench_reliability  # noqa: E402
 import bench_solvers  # noqa: E402
+import bench_stax  # noqa: E402
 import bench_stkr  # noqa: E402
 import bench_theory  # noqa: E402
 
@@ -26,8 +27,10 @@ import bench_theory  # noqa: E402
 def main():
     quick = "--quick" in sys.argv
     t0 = time.time()
-    large = "--large" in sys.argv  # EigenPro 3 at n = 1 000 000, exact STKR at N = 110 000 (~30 minutes more)
-    sections = [bench_gram.run(quick), bench_entk.run(quick), bench_solvers.run(quick, large),
+    large = "--large" in sys.argv  # EigenPro 3 at n = 1 000 000, exact STKR at N = 110 000 (~30 minutes more);
+    # the CNN-GAP kernel of bench_stax at 8x8, n = 1024 and 16x16 in full (hours)
+    sections = [bench_gram.run(quick), bench_entk.run(quick), bench_stax.run(quick, large),
+                bench_solvers.run(quick, large),
                 bench_stkr.run(quick, large), bench_explain.run(quick), bench_theory.run(quick),
                 bench_features.run(quick), bench_grf.run(quick), "\n".join(bench_online.run(quick)),
                 bench_distributed.run(quick), bench_reliability.run(quick)]

@@ -7,7 +7,7 @@ import pathlib
 import sys
 import time
 
-SECTIONS = ("gram", "entk", "solvers", "explain", "theory", "features", "grf", "online", "distributed",
+SECTIONS = ("gram", "entk", "stax", "solvers", "explain", "theory", "features", "grf", "online", "distributed",
             "reliability")
 
 
