@@ -82,6 +82,7 @@ interop: .venv-interop/bin/python
 	.venv-interop/bin/python tests/golden/make_golden_entk.py
 	.venv-interop/bin/python tests/golden/make_golden_stax.py
 	.venv-interop/bin/python tests/golden/make_golden_predict.py
+	.venv-interop/bin/python tests/golden/make_golden_finite.py
 
 clean:
 	rm -rf build *.egg-info ntkit_native/_C*.so tour site .pytest_cache

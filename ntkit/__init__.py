@@ -15,9 +15,11 @@ __version__ = "0.1.0"
 
 from . import kernels, ops  # noqa: E402
 from . import predict, stax  # noqa: E402
+from .ntk import linearize, monte_carlo_kernel_fn, taylor_expand  # noqa: E402  (neural-tangents' root names)
 
 __all__ = ["__version__", "config_context", "get_config", "show_backends", "backends_info", "InvalidParameterError",
            "NumericalWarning", "PerformanceWarning", "kernels", "ops", "predict", "stax"]
+__all__ += ["linearize", "taylor_expand", "monte_carlo_kernel_fn"]
 
 
 def backends_info() -> dict:

@@ -1081,6 +1081,20 @@ def _ntk_entries():
                                             "kind": (0, 2), "fn": (0, 1)},
         (("x2", 1, "x1"),), edge_ok=_rows("n"), rtol=1e-4, rtol_cast=5e-2, weight=0.4)
 
+    def call_nngp(a):
+        from ntkit.ntk import empirical_nngp, empirical_nngp_fn
+
+        if a["fn"]:
+            return empirical_nngp_fn(a["apply"], kind=a["kind"])(a["params"], a["x1"], a["x2"])
+        return empirical_nngp(a["apply"], a["params"], a["x1"], a["x2"], kind=a["kind"])
+
+    E["ntk.empirical_nngp"] = Entry(
+        "ntk.empirical_nngp", ("ntkit.ntk.empirical_nngp",), build, call_nngp,
+        lambda a, dims, r: [("nngp", np.asarray(r), out(a, dims, r)[0][2])],
+        {"x1": Arg((2,)), "x2": Arg((2,))}, {"n": (0, 3), "m": (1, 3), "d": (1, 2), "o": (1, 2), "z": (0, 1),
+                                            "kind": (0, 2), "fn": (0, 1)},
+        (("x2", 1, "x1"),), edge_ok=_rows("n"), rtol=1e-4, rtol_cast=5e-2, weight=0.3)
+
     def build_sr(rng, dims, hp):
         apply, params = _mlp(dims["d"], dims["o"])
         return {"apply": apply, "params": params, "x": _normal(rng, dims["n"], dims["d"]).astype(np.float32)}
@@ -1359,6 +1373,8 @@ EXEMPT = {
        for name in ("ABRelu", "Cos", "Erf", "Exp", "Gaussian", "Sin")},
     "ntkit.distributed.graph_random_features": "needs a running Dask client (cluster spin-up is out of CI's budget); "
                                                "its walks are GraphRandomFeatures' (fuzzed)",
+    "ntkit.ntk.monte_carlo_kernel_fn": "its n_samples is a count of draws, not data; the arrays of the kernel_fn it "
+                                       "returns go through empirical_nngp / empirical_ntk (fuzzed)",
 }
 
 #: Parameter names that carry data arrays: a public function or method with one of them must be in
