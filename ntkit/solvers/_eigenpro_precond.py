@@ -122,14 +122,15 @@ def _parameters(eigenvalues, beta, *, n_eigen="auto", max_batch=None, alpha=ALPH
     return q, bs, lr, lam_top
 
 
-def _seed(random_state):
+def _seed(random_state, owner="eigenpro"):
+    """A 32-bit seed from ``random_state`` (None, an int, a RandomState or a Generator); ``owner`` names the caller in errors."""
     if random_state is None:
         return int(np.random.SeedSequence().entropy % (2**32))
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(0, 2**31 - 1))
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(0, 2**31 - 1))
-    return check_int(random_state, "random_state", "eigenpro", low=0)
+    return check_int(random_state, "random_state", owner, low=0)
 
 
 class _Data:

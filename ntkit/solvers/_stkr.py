@@ -30,6 +30,7 @@ from .._config import _config, resolve_budget
 from .._validation import InvalidParameterError, check_data, check_int, check_option, check_scalar, is_jax_array
 from ..kernels import Kernel
 from ._eigenpro import _predict
+from ._eigenpro_precond import _seed
 from ._stkr_linalg import _eigenpairs, _HostLA, _JaxLA, _lambda_max, _operator, _pcg
 
 __all__ = ["TRANSFORMATIONS", "STKRResult", "stkr"]
@@ -184,16 +185,6 @@ def _check_options(transformation, eta, coefficients, n_terms, n_components, rid
         n_components = min(10, N) if n_components is None else check_int(n_components, "n_components", "stkr",
                                                                           low=1, high=N)
     return transformation, eta, coefficients, n_terms, n_components, ridge
-
-
-def _seed(random_state):
-    if random_state is None:
-        return int(np.random.SeedSequence().entropy % (2**32))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(0, 2**31 - 1))
-    return check_int(random_state, "random_state", "stkr", low=0)
 
 
 def _auto(value, name, default, low, high):
@@ -373,7 +364,7 @@ def stkr(kernel, X, y, X_unlabeled=None, *, transformation="inverse_laplacian", 
         maxiter = check_int(maxiter, "maxiter", "stkr", low=1)
     if verbose is None:
         verbose = bool(_config.get()["verbose"])
-    rng = np.random.default_rng(_seed(random_state))
+    rng = np.random.default_rng(_seed(random_state, "stkr"))
     one_d = y.ndim == 1
 
     if on_device:

@@ -84,7 +84,7 @@ def _shared_window_sum(mat, batch_ndim, diagonal_spatial, tables, scale):
     On a full (non-diagonal) spatial covariance with a plain strided window, the sum is taken over
     shifted strided slices of the zero-padded matrix — both position axes shifted by the same
     offset — which XLA fuses into one loop (no gathered (window, out, out) temporary, no
-    transposes: about 3x faster on a CNN's covariance). Other tables take the general gather.
+    transposes: 2-3x faster per CNN-GAP block). Other tables take the general gather.
     """
     import jax.numpy as jnp
 

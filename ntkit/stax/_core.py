@@ -293,6 +293,7 @@ def _run_compiled(kernel, k, ctx, cache):
     if fn is None:
         import jax
 
+        ensure_pytree()  # the state crosses into jit here, whichever entry point built it
         fn = cache[key] = jax.jit(lambda state, dyn: kernel(state, **static, **dyn))
     return fn(k, dynamic)
 

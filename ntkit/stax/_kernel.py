@@ -41,9 +41,8 @@ def _network_values(kernel_fn, get, dot, sx, sz, n_features, x1_is_x2):
     import jax.numpy as jnp
 
     from ._core import _DEFAULT_REQS
-    from ._state import KernelState, ensure_pytree
+    from ._state import KernelState
 
-    ensure_pytree()  # the state is a pytree for the layers' compiled maps (a fresh process may not have it yet)
     layer = kernel_fn._layer
     reqs = dict(_DEFAULT_REQS)
     reqs.update({k: v for k, v in layer.reqs.items() if k in ("batch_axis", "channel_axis")})
