@@ -68,6 +68,14 @@ class Kernel(BaseEstimator):
     def _block(self, xp, dot, sx, sz, n_features, params):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _block_rows(self, xp, X, Z, dot, sx, sz, n_features, params):
+        """``_block`` given the prepared rows as well: what the primitive and the device solvers call.
+
+        The arc-cosine and ReLU network kernels use the rows to recompute near-parallel and
+        near-opposite pairs exactly (:mod:`ntkit.kernels._angles`); the others ignore them.
+        """
+        return self._block(xp, dot, sx, sz, n_features, params)
+
     def _diag(self, xp, sx, n_features, params):  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .._validation import InvalidParameterError, check_int, check_scalar
+from ._angles import fix_flagged, flag_tau, half_angle, j1, j2
 from ._base import DotProductKernel
 
 __all__ = ["Linear", "Polynomial", "ArcCosine", "arccos_terms"]
@@ -145,14 +146,35 @@ class ArcCosine(DotProductKernel):
         return {"order": int(order)}
 
     def _block(self, xp, dot, sx, sz, n_features, params):
+        return self._arccos(xp, dot, sx, sz, params)[0]
+
+    def _arccos(self, xp, dot, sx, sz, params):
         s, rho, theta, sin_t = arccos_terms(xp, dot, sx[:, None], sz[None, :])
         n = params["order"]
         pt = math.pi - theta
         if n == 0:
-            return _INV_PI * pt
+            return _INV_PI * pt, rho
         if n == 1:
-            return _INV_PI * s * (sin_t + pt * rho)
-        return _INV_PI * (s * s) * (3 * sin_t * rho + pt * (1 + 2 * rho * rho))
+            return _INV_PI * s * (sin_t + pt * rho), rho
+        return _INV_PI * (s * s) * (3 * sin_t * rho + pt * (1 + 2 * rho * rho)), rho
+
+    def _block_rows(self, xp, X, Z, dot, sx, sz, n_features, params):
+        # The primitive's entry: near-parallel and near-opposite pairs from their rows (_angles).
+        K = self._arccos(xp, dot, sx, sz, params)[0]
+        n = params["order"]
+
+        def exact(xp, dot, sx, sz, lo, hi):
+            sin_t, cos_t, _, phi = half_angle(xp, lo, hi)
+            if n == 0:
+                return _INV_PI * phi
+            if n == 1:  # (products grouped symmetrically in x, z: K(X, X) exactly symmetric)
+                return (_INV_PI * (xp.sqrt(sx) * xp.sqrt(sz))) * j1(xp, sin_t, cos_t, phi)
+            return (_INV_PI * (sx * sz)) * j2(xp, sin_t, cos_t, phi)
+
+        # |cos t| >= 1 - tau without the correlation K used (its own cheap pass: XLA keeps K's loop fused)
+        c = (1 - flag_tau(n_features)) ** 2
+        flag = (dot * dot >= c * (sx[:, None] * sz[None, :])) & (sx[:, None] * sz[None, :] > 0)
+        return fix_flagged(xp, K, flag, X, Z, dot, sx, sz, exact)
 
     def _diag(self, xp, sx, n_features, params):
         n = params["order"]

@@ -147,7 +147,7 @@ def _kernel_fns(kk):
 
     def krow(X, Z):
         Xp, Zp = kernel._prepare(jnp, X, Z, params)
-        return kernel._block(jnp, _mm(Xp, Zp.T), jnp.sum(Xp * Xp, axis=1), jnp.sum(Zp * Zp, axis=1), X.shape[1],
+        return kernel._block_rows(jnp, Xp, Zp, _mm(Xp, Zp.T), jnp.sum(Xp * Xp, axis=1), jnp.sum(Zp * Zp, axis=1), X.shape[1],
                              params)
 
     def kdiag(X):

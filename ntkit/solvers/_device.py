@@ -123,7 +123,7 @@ class DeviceKernel:
     def block(self, A, sA, B, sB):
         """K(A, B) from prepared rows and their squared norms (traceable: use inside jit)."""
         _, jnp = _jax()
-        return self.kernel._block(jnp, mm(A, B.T), sA, sB, self.n_features, self.params)
+        return self.kernel._block_rows(jnp, A, B, mm(A, B.T), sA, sB, self.n_features, self.params)
 
     def diag(self, s):
         """k(x, x) from squared norms of prepared rows (traceable)."""
@@ -141,7 +141,7 @@ def _matvec_fn(kk, n_features):
     def f(A, sA, Pb, sb, mb, Vb):
         def body(acc, blk):
             Pj, sj, mj, Vj = blk
-            K = kernel._block(jnp, mm(A, Pj.T), sA, sj, n_features, params)
+            K = kernel._block_rows(jnp, A, Pj, mm(A, Pj.T), sA, sj, n_features, params)
             return acc + mm(K, Vj * mj[:, None]), None
 
         acc0 = jnp.zeros((A.shape[0], Vb.shape[2]), dtype=A.dtype)

@@ -51,7 +51,7 @@ def _block_fn(kk, n_features, out64):
     kernel, params = kk.kernel, kk.params
 
     def f(A, sA, B, sB):
-        K = kernel._block(jnp, mm(A, B.T), sA, sB, n_features, params)
+        K = kernel._block_rows(jnp, A, B, mm(A, B.T), sA, sB, n_features, params)
         return K.astype(jnp.float64) if out64 else K
 
     return jax.jit(f)
@@ -79,7 +79,7 @@ def _ep3_core(kk, n_features, has_q, ridge_on, snap):
     kernel, params = kk.kernel, kk.params
 
     def core(W, Xb, sb, yb, valid, ops, lr, inv_n, ridge, snapW, snapG):
-        Kbz = kernel._block(jnp, mm(Xb, ops.Zp.T), sb, ops.sZ, n_features, params)
+        Kbz = kernel._block_rows(jnp, Xb, ops.Zp, mm(Xb, ops.Zp.T), sb, ops.sZ, n_features, params)
         vm = valid.astype(W.dtype)[:, None]
         r = (mm(Kbz, W - snapW) if snap else mm(Kbz, W) - yb) * vm
         g = mm(Kbz.T, r).astype(jnp.float64)
@@ -125,7 +125,7 @@ def _ep3_full_grad_fn(kk, n_features):
     def f(W, Pb, sb, mb, Yb, Zp, sZ):
         def body(G, blk):
             P, s, m, Y = blk
-            K = kernel._block(jnp, mm(P, Zp.T), s, sZ, n_features, params)
+            K = kernel._block_rows(jnp, P, Zp, mm(P, Zp.T), s, sZ, n_features, params)
             r = (mm(K, W) - Y) * m[:, None]
             return G + mm(K.T, r).astype(jnp.float64), None
 
@@ -353,7 +353,7 @@ def _ep2_step(kk, n_features, has_q, ridge_on):
 
         def body(acc, blk):
             Pj, sj, mj, Wj = blk
-            K = kernel._block(jnp, mm(Xb, Pj.T), sxb, sj, n_features, params)
+            K = kernel._block_rows(jnp, Xb, Pj, mm(Xb, Pj.T), sxb, sj, n_features, params)
             return acc + mm(K, Wj * mj[:, None]), None
 
         acc = jax.lax.scan(body, jnp.zeros((Xb.shape[0], W.shape[1]), W.dtype), (Pb, sb, mb, Wb))[0]
@@ -363,7 +363,7 @@ def _ep2_step(kk, n_features, has_q, ridge_on):
         g = g * valid.astype(W.dtype)[:, None]
         W = W.at[Bc].add(-(lr * g).astype(W.dtype))
         if has_q:
-            Ksb = kernel._block(jnp, mm(ops.XSp, Xb.T), ops.sS, sxb, n_features, params)
+            Ksb = kernel._block_rows(jnp, ops.XSp, Xb, mm(ops.XSp, Xb.T), ops.sS, sxb, n_features, params)
             u = mm(ops.ED, mm(ops.E.T, mm(Ksb, g).astype(jnp.float64)))
             W = W.at[ops.S].add((lr * u).astype(W.dtype))
         return W, i + 1

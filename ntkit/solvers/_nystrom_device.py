@@ -21,7 +21,7 @@ def _pass_fn(kk, n_features):
     def knm_t_knm(Cp, sC, Pb, sb, mb, v):
         def body(acc, blk):
             P, s, m = blk
-            K = kernel._block(jnp, mm(P, Cp.T), s, sC, n_features, params)
+            K = kernel._block_rows(jnp, P, Cp, mm(P, Cp.T), s, sC, n_features, params)
             u = mm(K, v) * m[:, None]
             return acc + mm(K.T, u), None
 
@@ -31,7 +31,7 @@ def _pass_fn(kk, n_features):
     def knm_t_y(Cp, sC, Pb, sb, mb, Yb):
         def body(acc, blk):
             P, s, m, Y = blk
-            K = kernel._block(jnp, mm(P, Cp.T), s, sC, n_features, params)
+            K = kernel._block_rows(jnp, P, Cp, mm(P, Cp.T), s, sC, n_features, params)
             return acc + mm(K.T, Y * m[:, None]), None
 
         acc0 = jnp.zeros((Cp.shape[0], Yb.shape[2]), Yb.dtype)
@@ -84,7 +84,7 @@ def nystrom_pcg_device(kernel, X, y, centers, *, placement, dtype, ridge, maxite
     Xr = dk.rows(Xd, block=rb)
     del Xd
     Pb, sb, mb = Xr.blocked()
-    Kmm = dk.kernel._block(jnp, mm(Cp, Cp.T), sC, sC, dk.n_features, dk.params).astype(jnp.float64)
+    Kmm = dk.kernel._block_rows(jnp, Cp, Cp, mm(Cp, Cp.T), sC, sC, dk.n_features, dk.params).astype(jnp.float64)
     eps = 1e-13 if np.dtype(dtype) == np.float64 else 1e-5
     eps_m = eps * m * max(1.0, float(jax.device_get(jnp.max(jnp.diagonal(Kmm)))))
     Kmm = Kmm + eps_m * jnp.eye(m, dtype=jnp.float64)

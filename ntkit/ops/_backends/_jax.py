@@ -40,7 +40,7 @@ def _block_fn(kk, n_features):
     def block(X, Z):
         sx = jnp.sum(X * X, axis=1)
         sz = jnp.sum(Z * Z, axis=1)
-        return kernel._block(jnp, _mm(jnp, X, Z.T), sx, sz, n_features, params)
+        return kernel._block_rows(jnp, X, Z, _mm(jnp, X, Z.T), sx, sz, n_features, params)
 
     return jax.jit(block)
 
@@ -59,7 +59,7 @@ def _matvec_fn(kk, n_features, sym):
         def body(acc, zv):
             j, Zj, vj = zv
             szj = jnp.sum(Zj * Zj, axis=1)
-            K = kernel._block(jnp, _mm(jnp, X, Zj.T), sx, szj, n_features, params)
+            K = kernel._block_rows(jnp, X, Zj, _mm(jnp, X, Zj.T), sx, szj, n_features, params)
             if sym:  # K(X, X): the exact diagonal, not the rounded expansion
                 cols = j * bc + jnp.arange(bc)
                 K = jnp.where(rows[:, None] == cols[None, :], dvals[:, None].astype(K.dtype), K)

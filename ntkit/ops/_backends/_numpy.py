@@ -35,7 +35,7 @@ def block(kernel, params, X, Z, sx, sz, n_features):
     """One Gram block from the prepared rows ``X`` and ``Z`` and their squared norms."""
     dot = matmul(X, Z.T)
     if kernel.family != "stationary":
-        return kernel._block(np, dot, sx, sz, n_features, params)
+        return kernel._block_rows(np, X, Z, dot, sx, sz, n_features, params)
     d2 = np.add.outer(sx, sz)
     thresh = d2 * (CANCELLATION_GUARD * max(X.shape[1], 1) * np.finfo(X.dtype).eps)
     dot *= -2

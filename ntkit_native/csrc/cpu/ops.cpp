@@ -45,7 +45,9 @@ inline void transform_rows(T* C, index_t ldc, index_t r_begin, index_t r_end, in
                            const T* Zt, index_t d) {
     if constexpr (KID == K_LINEAR) return;
     std::vector<index_t> fix;
+    std::vector<T> gaps;
     const T g = guard_factor<T>(d);
+    const T tau = T(0.5) * angle_guard<T>(1), kappa = angle_guard<T>(1) / angle_guard<T>(d);
     for (index_t i = r_begin; i < r_end; ++i) {
         T* row = C + i * ldc;
         const T s = sx[i];
@@ -58,6 +60,26 @@ inline void transform_rows(T* C, index_t ldc, index_t r_begin, index_t r_end, in
                 for (index_t j = 0; j < cols; ++j)
                     if (s + sz[j] - T(2) * row[j] <= g * (s + sz[j])) fix.push_back(j);
             }
+        } else if constexpr (is_angular<KID>::value) {
+            // Two stages (kernels.hpp): arccos for every pair, recording the smallest gap of each;
+            // the pairs whose angle came near 0 or pi again from their rows.
+            gaps.resize(cols);
+            T* gp = gaps.data();
+#pragma omp simd
+            for (index_t j = 0; j < cols; ++j) row[j] = keval_arccos<KID>(kc, row[j], s, sz[j], false, gp[j], kappa);
+#pragma omp simd reduction(+ : cnt)
+            for (index_t j = 0; j < cols; ++j) cnt += gp[j] <= tau && sz[j] > T(0);
+            if (cnt && s > T(0))  // (a zero row keeps the first stage)
+                for (index_t j = 0; j < cols; ++j)
+                    if (gp[j] <= tau && sz[j] > T(0)) {
+                        const T* x = Xt + i * d;
+                        const T* z = Zt + j * d;
+                        T dot = 0, lo, hi;  // (the inner product again: the GEMM's was transformed in place)
+                        for (index_t k = 0; k < d; ++k) dot += x[k] * z[k];
+                        angle_gaps_exact(x, z, d, lo, hi);
+                        row[j] = keval_angular<KID>(kc, dot, s, sz[j], lo, hi);
+                    }
+            continue;
         }
 #pragma omp simd
         for (index_t j = 0; j < cols; ++j) row[j] = keval<KID>(kc, row[j], s, sz[j]);
