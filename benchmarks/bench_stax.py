@@ -187,8 +187,13 @@ def block_table(tmp, have_nt, large, fmt_s):
         row = [f"{side}x{side}", bs, fmt_s(o["best_s"]), f"{o['extra_rss_mib']:.0f}"]
         row += [fmt_s(b["best_s"]), f"{b['extra_rss_mib']:.0f}", f"**{b['best_s'] / o['best_s']:.2f}x**"] if b else \
             ["not run", "", ""]
-        ext = [f"ntkit {_long(o['best_s'] * (n // bs) ** 2)}" + (f", NT {_long(b['best_s'] * (n // bs) ** 2)}" if b else "")
-               for n in (256, 1024)]
+        # K(x, x) in blocks: ntkit.stax.batch computes the nb (nb + 1) / 2 blocks on and above the diagonal and
+        # mirrors the rest, nt.batch all nb^2 (a diagonal block, x2 = None, is counted as one off-diagonal block)
+        ext = []
+        for n in (256, 1024):
+            nb = n // bs
+            t_o, t_b = o["best_s"] * nb * (nb + 1) / 2, (b["best_s"] * nb * nb if b else None)
+            ext.append(f"ntkit {_long(t_o)}" + (f", NT {_long(t_b)} (**{t_b / t_o:.1f}x**)" if b else ""))
         rows.append(row + ext)
         print(" | ".join(str(c) for c in rows[-1]), file=sys.stderr, flush=True)
     return rows
@@ -282,10 +287,12 @@ def run(quick=False, large=False, only=None):
     if block_rows:
         lines += [("The CNN at 8x8, n = 1024 and at 16x16 runs in full only with `--large` (its cost grows as "
                   "n² (H W)²: 16 times the 8x8, n = 256 case, 256 times for 16x16, n = 1024, i.e. hours per library "
-                  "on 2 cores). Both libraries compute the batched kernel as (n / batch)² identical blocks, so the "
-                  "default run times one block (x1, x2 = two different sets of `batch` images, through `nt.batch` / "
-                  "`stax.batch` as above, best of 2 after the first call) and "
-                   "extrapolates:"), "",
+                  "on 2 cores). Both libraries compute the batched kernel from identical blocks of `batch` x `batch` images, "
+                  "neural-tangents' `nt.batch` all (n / batch)² of them, `ntkit.stax.batch` (x2 = None, a readout: no "
+                  "spatial axes in the result) the (n / batch)(n / batch + 1) / 2 on and above the diagonal, mirroring "
+                  "the others. So the default run times one block (x1, x2 = two different sets of `batch` images, "
+                  "through `nt.batch` / `stax.batch` as above, best of 2 after the first call) and extrapolates "
+                  "with those counts (a diagonal block counted as one off-diagonal block):"), "",
                   table(["image", "batch", "ntkit block", "ntkit peak MiB", "NT block", "NT peak MiB", "speed-up",
                          "n = 256 (extrapolated)", "n = 1024 (extrapolated)"], block_rows), ""]
     if not have_nt:

@@ -79,6 +79,15 @@ class Kernel(BaseEstimator):
     def _diag(self, xp, sx, n_features, params):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _diag_rows(self, xp, X, sx, n_features, params):
+        """``_diag`` given the prepared rows as well (a kernel of images needs them; the others ignore them)."""
+        return self._diag(xp, sx, n_features, params)
+
+    def _workspace_copies(self, params):
+        """Workspace entries one Gram entry needs while a block is evaluated, or None for the primitive's
+        default (a few): what :func:`ntkit.ops.plan_blocks` sizes blocks by."""
+        return None
+
     def _native_spec(self, params):
         """``(kernel_id, params)`` for :mod:`ntkit_native`, or None when not implemented there."""
         return None
@@ -110,10 +119,10 @@ class Kernel(BaseEstimator):
             import jax.numpy as jnp
 
             Xp, _ = self._prepare(jnp, X, None, params)
-            return self._diag(jnp, jnp.sum(Xp * Xp, axis=1), X.shape[1], params)
+            return self._diag_rows(jnp, Xp, jnp.sum(Xp * Xp, axis=1), X.shape[1], params)
         Xp, _ = self._prepare(np, X, None, params)
         sx = np.einsum("ij,ij->i", Xp, Xp)
-        return np.asarray(self._diag(np, sx, X.shape[1], params), dtype=X.dtype)
+        return np.asarray(self._diag_rows(np, Xp, sx, X.shape[1], params), dtype=X.dtype)
 
     @property
     def is_stationary(self) -> bool:

@@ -22,7 +22,8 @@ class BlockPlan(NamedTuple):
     workspace_bytes: int
 
 
-def plan_blocks(n, m, *, n_features=0, n_targets=0, itemsize=8, memory_budget=None, square=False) -> BlockPlan:
+def plan_blocks(n, m, *, n_features=0, n_targets=0, itemsize=8, memory_budget=None, square=False,
+                entry_copies=None) -> BlockPlan:
     """Choose block sizes so the workspace of one Gram block stays within ``memory_budget``.
 
     The workspace of a (b_r x b_c) block is ``WORKSPACE_COPIES * b_r * b_c``
@@ -46,6 +47,10 @@ def plan_blocks(n, m, *, n_features=0, n_targets=0, itemsize=8, memory_budget=No
     square : bool
         Force ``block_rows == block_cols`` (symmetric Gram matrices are filled by
         mirroring whole blocks).
+    entry_copies : int, optional
+        Workspace entries per Gram entry (default ``WORKSPACE_COPIES``); a kernel whose
+        evaluation needs more per pair says so (``Kernel._workspace_copies``: an image
+        network's kernel keeps covariances of every pair of pixels).
 
     Returns
     -------
@@ -60,7 +65,7 @@ def plan_blocks(n, m, *, n_features=0, n_targets=0, itemsize=8, memory_budget=No
     budget = resolve_budget(memory_budget)
     n = max(int(n), 1)
     m = max(int(m), 1)
-    per_entry = WORKSPACE_COPIES * itemsize
+    per_entry = (WORKSPACE_COPIES if entry_copies is None else max(int(entry_copies), 1)) * itemsize
 
     def cost(br, bc):
         return per_entry * br * bc + itemsize * (br + bc) * (n_features + n_targets + 1)

@@ -356,7 +356,7 @@ def iter_gram_blocks(kernel: Kernel, X, Z=None, *, backend: Backend = "auto", me
     memory_budget = _budget(prob, memory_budget)
     n, m = prob.X.shape[0], prob.Z.shape[0]
     plan = plan_blocks(n, m, n_features=prob.X.shape[1], itemsize=np.dtype(prob.work).itemsize,
-                       memory_budget=memory_budget)
+                       memory_budget=memory_budget, entry_copies=prob.kernel._workspace_copies(prob.params))
     for i0 in range(0, n, plan.block_rows):
         rows = slice(i0, min(i0 + plan.block_rows, n))
         for j0 in range(0, m, plan.block_cols):

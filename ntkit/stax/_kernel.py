@@ -7,8 +7,11 @@ So :class:`StaxKernel` is a dot-product :class:`~ntkit.kernels.Kernel`: ``ntkit.
 the inner products block by block (under its ``memory_budget``) and this module maps each block
 through the network, which is how it serves :func:`ntkit.ops.gram`,
 :func:`ntkit.ops.kernel_matvec`, :class:`~ntkit.ops.KernelOperator`, the solvers and the
-estimators. Image inputs are not a function of one inner product per pair; for them
-:func:`batch` evaluates a ``kernel_fn`` in blocks of rows.
+estimators. Image inputs are not a function of one inner product per pair: with
+``input_shape=(H, W, C)`` the kernel reads each row as a flattened image and evaluates the
+network on the block's rows themselves (``Kernel._block_rows``), its blocks sized by the
+covariances of every pair of pixels (``Kernel._workspace_copies``); :func:`batch` evaluates a
+``kernel_fn`` in blocks of rows outside ``ntkit.ops``.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def _network_values(kernel_fn, get, dot, sx, sz, n_features, x1_is_x2):
     reqs.update({k: v for k, v in layer.reqs.items() if k in ("batch_axis", "channel_axis")})
     if reqs["batch_axis"] not in (0, -2) or reqs["channel_axis"] not in (1, -1, None):
         raise ValueError("as_kernel needs a network whose first layer reads (n_samples, n_features) rows "
-                         f"(batch_axis=0, channel_axis=-1); got {reqs['batch_axis']}, {reqs['channel_axis']}.")
+                         f"(batch_axis=0, channel_axis=-1); got {reqs['batch_axis']}, {reqs['channel_axis']}. "
+                         "For images pass input_shape=(H, W, C) and flattened rows.")
     inv = 1.0 / max(int(n_features), 1)
     n, m = dot.shape
     state = KernelState(nngp=dot * inv, ntk=jnp.zeros((), dot.dtype) if get == "ntk" else None, cov1=sx * inv,
@@ -64,8 +68,39 @@ def _network_values(kernel_fn, get, dot, sx, sz, n_features, x1_is_x2):
     if val.shape != (n, m):
         raise ValueError(f"as_kernel needs a network whose kernel is one number per pair of inputs; its {get} "
                          f"has shape {tuple(val.shape)} for {n} x {m} inputs (end the network with Flatten, "
-                         "a global pooling or Dense layers).")
+                         "a global pooling or Dense layers; for images pass input_shape=(H, W, C) and "
+                         "flattened rows).")
     return val
+
+
+def _image_values(kernel_fn, get, A, B, shape):
+    """The network's ``get`` kernel between the flattened images A (n, prod(shape)) and B (None: A with itself)."""
+    import jax.numpy as jnp
+
+    n, m = A.shape[0], (A if B is None else B).shape[0]
+    val = kernel_fn(A.reshape((n,) + shape), None if B is None else B.reshape((m,) + shape), get)
+    val = jnp.asarray(val)
+    if val.ndim == 0:  # a network without parameters: NTK 0
+        val = jnp.broadcast_to(val, (n, m))
+    if val.shape != (n, m):
+        raise ValueError(f"as_kernel needs a network whose kernel is one number per pair of inputs; its {get} "
+                         f"has shape {tuple(val.shape)} for {n} x {m} images of shape {shape} (end the network "
+                         "with Flatten, a global pooling or Dense layers).")
+    return val
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_images(kernel_fn, get, shape):
+    import jax
+
+    return jax.jit(lambda A, B: _image_values(kernel_fn, get, A, B, shape))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_image_diag(kernel_fn, get, shape):
+    import jax
+
+    return jax.jit(jax.vmap(lambda a: _image_values(kernel_fn, get, a[None], None, shape)[0, 0]))
 
 
 @functools.lru_cache(maxsize=64)
@@ -76,7 +111,7 @@ def _compiled(kernel_fn, get, n_features, x1_is_x2):
 
 
 class StaxKernel(DotProductKernel):
-    """The infinite-width NNGP or NTK of an ``ntkit.stax`` network on vectors, as an ntkit Kernel.
+    """The infinite-width NNGP or NTK of an ``ntkit.stax`` network, as an ntkit Kernel.
 
     Built by :func:`as_kernel`. ``k(X, Z=None)`` is the Gram matrix (through
     :func:`ntkit.ops.gram`), ``k.diag(X)`` its diagonal; it works wherever an ntkit kernel does
@@ -88,6 +123,9 @@ class StaxKernel(DotProductKernel):
     kernel_fn : callable
         The ``kernel_fn`` of an ``ntkit.stax`` network (or the whole triple).
     get : {"ntk", "nngp"}, default="ntk"
+    input_shape : tuple of int, optional
+        One input's shape for a network of images (rows of ``X`` are flattened images); None for
+        vectors (see :func:`as_kernel`).
 
     Examples
     --------
@@ -101,9 +139,10 @@ class StaxKernel(DotProductKernel):
     True
     """
 
-    def __init__(self, kernel_fn=None, get="ntk"):
+    def __init__(self, kernel_fn=None, get="ntk", input_shape=None):
         self.kernel_fn = kernel_fn
         self.get = get
+        self.input_shape = input_shape
 
     def _validated(self):
         owner = type(self).__name__
@@ -111,7 +150,57 @@ class StaxKernel(DotProductKernel):
         if self.get not in _GETS:
             raise InvalidParameterError(f"The 'get' parameter of {owner} must be one of {_GETS}. "
                                         f"Got {self.get!r} instead.")
-        return {"kernel_fn": kernel_fn, "get": self.get}
+        shape = self.input_shape
+        if shape is not None:
+            ok = isinstance(shape, (tuple, list)) and len(shape) >= 2 and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in shape)
+            if not ok:
+                raise InvalidParameterError(f"The 'input_shape' parameter of {owner} must be None or a tuple of "
+                                            f"positive ints with a channel axis, e.g. (8, 8, 1); got {shape!r}.")
+            shape = tuple(int(v) for v in shape)
+        return {"kernel_fn": kernel_fn, "get": self.get, "input_shape": shape}
+
+    def _image_shape(self, n_features, params):
+        shape = params["input_shape"]
+        if int(np.prod(shape)) != int(n_features):
+            raise ValueError(f"StaxKernel(input_shape={shape}) reads rows of {int(np.prod(shape))} features (flattened "
+                             f"images); got rows of {int(n_features)}. Pass X.reshape(n_samples, -1) of images of "
+                             "that shape.")
+        return shape
+
+    def _workspace_copies(self, params):
+        shape = params["input_shape"]
+        if shape is None:
+            return None
+        pixels = int(np.prod(shape[:-1]))
+        return 12 * pixels * pixels  # a dozen covariances of every pair of pixels per pair of images
+
+    def _block_rows(self, xp, X, Z, dot, sx, sz, n_features, params):
+        if params["input_shape"] is None:
+            return self._block(xp, dot, sx, sz, n_features, params)
+        shape = self._image_shape(n_features, params)
+        if xp is np:
+            import jax
+
+            dtype = np.result_type(X, Z)
+            with (jax.enable_x64(True) if dtype == np.float64 else jax.enable_x64(False)):
+                fn = _compiled_images(params["kernel_fn"], params["get"], shape)
+                return np.array(fn(X, Z), dtype=dtype)
+        return _image_values(params["kernel_fn"], params["get"], X, Z, shape)
+
+    def _diag_rows(self, xp, X, sx, n_features, params):
+        if params["input_shape"] is None:
+            return self._diag(xp, sx, n_features, params)
+        shape = self._image_shape(n_features, params)
+        if xp is np:
+            import jax
+
+            dtype = np.asarray(X).dtype
+            with (jax.enable_x64(True) if dtype == np.float64 else jax.enable_x64(False)):
+                return np.array(_compiled_image_diag(params["kernel_fn"], params["get"], shape)(X), dtype=dtype)
+        import jax
+
+        return jax.vmap(lambda a: _image_values(params["kernel_fn"], params["get"], a[None], None, shape)[0, 0])(X)
 
     def _evaluate(self, xp, dot, sx, sz, n_features, params, x1_is_x2):
         if xp is np:  # the numpy backend: a compiled block, computed in the data's precision
@@ -125,10 +214,16 @@ class StaxKernel(DotProductKernel):
         return _network_values(params["kernel_fn"], params["get"], dot, sx, sz, n_features, x1_is_x2)
 
     def _block(self, xp, dot, sx, sz, n_features, params):
+        if params["input_shape"] is not None:
+            raise ValueError("A StaxKernel of images (input_shape given) is evaluated from the rows, not from inner "
+                             "products: call it through ntkit.ops / the kernel itself.")
         return self._evaluate(xp, dot, sx, sz, n_features, params, False)
 
     def _diag(self, xp, sx, n_features, params):
         """Each point with itself: a batch of 1 x 1 kernels (vmapped), identical inputs."""
+        if params["input_shape"] is not None:
+            raise ValueError("A StaxKernel of images (input_shape given) needs the rows for its diagonal: "
+                             "call k.diag(X) (the device solvers take vector kernels only).")
         import jax
         import jax.numpy as jnp
 
@@ -156,15 +251,19 @@ def _compiled_diag(kernel_fn, get, n_features):
     return jax.jit(jax.vmap(one))
 
 
-def as_kernel(kernel_fn, get="ntk"):
-    """An ntkit :class:`~ntkit.kernels.Kernel` from a stax ``kernel_fn`` (vector inputs).
+def as_kernel(kernel_fn, get="ntk", input_shape=None):
+    """An ntkit :class:`~ntkit.kernels.Kernel` from a stax ``kernel_fn``.
 
     Parameters
     ----------
     kernel_fn : callable or (init_fn, apply_fn, kernel_fn)
-        From an ``ntkit.stax`` layer or network whose first layer reads ``(n_samples,
-        n_features)`` rows and whose output has one number per pair of inputs.
+        From an ``ntkit.stax`` layer or network whose output has one number per pair of inputs
+        (ending in a readout: Flatten, a global pooling or Dense layers).
     get : {"ntk", "nngp"}, default="ntk"
+    input_shape : tuple of int, optional
+        The shape of one input when the network reads images (e.g. ``(8, 8, 1)``, NHWC without
+        the batch axis): the kernel then takes each row of ``X`` as a flattened image
+        (``X.reshape(n, -1)``). None: the network reads ``(n_samples, n_features)`` vectors.
 
     Returns
     -------
@@ -181,8 +280,16 @@ def as_kernel(kernel_fn, get="ntk"):
     >>> model = NTKRegressor(kernel=stax.as_kernel(net, get="ntk"), ridge=1e-3).fit(X, y)
     >>> model.predict(X[:2]).shape
     (2,)
+
+    A convolutional network's kernel on images (the rows are flattened 4 x 4 x 1 images):
+
+    >>> cnn = stax.serial(stax.Conv(16, (3, 3), padding="SAME"), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1))
+    >>> imgs = rng.normal(size=(6, 4, 4, 1))
+    >>> model = NTKRegressor(kernel=stax.as_kernel(cnn, input_shape=(4, 4, 1)), ridge=1e-3)
+    >>> model.fit(imgs.reshape(6, -1), rng.normal(size=6)).predict(imgs[:2].reshape(2, -1)).shape
+    (2,)
     """
-    kernel = StaxKernel(_check_kernel_fn(kernel_fn, "as_kernel"), get=get)
+    kernel = StaxKernel(_check_kernel_fn(kernel_fn, "as_kernel"), get=get, input_shape=input_shape)
     kernel._validated()
     return kernel
 
@@ -197,7 +304,10 @@ def batch(kernel_fn, batch_size=0, *, memory_budget=None):
     per layer) stay bounded. ``batch_size=0`` takes it from ``memory_budget`` (bytes, or a
     string such as ``"512MiB"``; default: ntkit's budget rule, see :func:`ntkit.config_context`),
     assuming a dozen covariance-sized temporaries per block. A graph network's
-    ``pattern=(P1, P2)`` (see :func:`Aggregate`) is cut into the same blocks of rows.
+    ``pattern=(P1, P2)`` (see :func:`Aggregate`) is cut into the same blocks of rows. With
+    ``x2=None`` and a result without spatial axes (a network ending in a readout), only the blocks
+    on and above the diagonal are computed and the others are their transposes: about half the
+    work of neural-tangents' ``nt.batch``, which computes every block.
 
     Parameters
     ----------
@@ -239,19 +349,30 @@ def batch(kernel_fn, batch_size=0, *, memory_budget=None):
         n2 = n1 if x2 is None else x2.shape[0]
         bs = batch_size or _auto_batch(x1, memory_budget)
         blocks = {g: [] for g in get_t}
+        pattern = kwargs.get("pattern")
+        # K(x, x): a block below the diagonal is the transpose of one above it when the result has no
+        # spatial axes (whose pairs would be swapped too): half the blocks for the usual readouts.
+        mirror = x2 is None and pattern is None
+        upper = {}
         for i in range(0, n1, bs):
             rows = {g: [] for g in get_t}
             for j in range(0, n2, bs):
                 a = x1[i:i + bs]
                 kw = dict(kwargs)
-                pattern = kwargs.get("pattern")
                 if isinstance(pattern, (tuple, list)) and len(pattern) == 2:
                     kw["pattern"] = tuple(None if p is None else p[lo:lo + bs] for p, lo in zip(pattern, (i, j)))
+                if mirror and (j, i) in upper:
+                    done = upper.pop((j, i))
+                    for g in get_t:
+                        rows[g].append(done[g].T)
+                    continue
                 if x2 is None and i == j:
                     out = kernel_fn(a, None, get_t, **kw)
                 else:
                     b = (x1 if x2 is None else x2)[j:j + bs]
                     out = kernel_fn(a, b, get_t, **kw)
+                if mirror and j > i and all(getattr(out, g).ndim == 2 for g in get_t):
+                    upper[(i, j)] = {g: getattr(out, g) for g in get_t}
                 for g in get_t:
                     rows[g].append(getattr(out, g))
             for g in get_t:

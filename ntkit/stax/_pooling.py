@@ -88,7 +88,7 @@ def _pool_layer(name, kind, window_shape, strides, padding, normalize_edges, bat
 
         tables = tables_for(tuple(inputs.shape[1:-1]))
         mats = _pool_matrices(tables, inputs.shape[1:-1], kind, normalize_edges, padding)
-        x = inputs
+        x = jnp.asarray(inputs)  # (jax's dtype: numpy float64 without x64 becomes float32 here, silently)
         for d, P in enumerate(mats):
             x = jnp.moveaxis(jnp.tensordot(x, jnp.asarray(P, x.dtype), (1 + d, 1)), -1, 1 + d)
         return x

@@ -1014,9 +1014,10 @@ def _stax_entries():
         from ntkit import stax
 
         _, _, kernel_fn = stax.serial(stax.Dense(16, W_std=1.5, b_std=0.1), stax.Erf(), stax.Dense(1))
-        return stax.StaxKernel(kernel_fn, get=hp.get("get", "ntk"))  # validated at call time, like every kernel
+        # validated at call time, like every kernel
+        return stax.StaxKernel(kernel_fn, get=hp.get("get", "ntk"), input_shape=hp.get("input_shape"))
 
-    params = {"get": ["nngp_ntk", None, 1, ("nngp", "ntk")]}
+    params = {"get": ["nngp_ntk", None, 1, ("nngp", "ntk")], "input_shape": [(0, 2), (2,), "2x2", (2, True)]}
 
     def build_call(rng, dims, hp):
         n, m, d = dims["n"], dims["m"], dims["d"]

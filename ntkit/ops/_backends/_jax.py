@@ -54,7 +54,7 @@ def _matvec_fn(kk, n_features, sym):
         sx = jnp.sum(X * X, axis=1)
         rows = row0 + jnp.arange(X.shape[0])
         bc = Zb.shape[1]
-        dvals = kernel._diag(jnp, sx, n_features, params) if sym else None
+        dvals = kernel._diag_rows(jnp, X, sx, n_features, params) if sym else None
 
         def body(acc, zv):
             j, Zj, vj = zv
@@ -106,9 +106,10 @@ def gram(kernel, params, X, Z, n_features, memory_budget, *, to_numpy=False):
     if n == 0 or m == 0:
         return np.zeros((n, m), dtype=np.dtype(X.dtype)) if to_numpy else jnp.zeros((n, m), dtype=X.dtype)
     fn = _block_fn(_Key(kernel, kernel._static_key(params)), n_features)
-    plan = plan_blocks(n, m, n_features=X.shape[1], itemsize=X.dtype.itemsize, memory_budget=memory_budget)
+    plan = plan_blocks(n, m, n_features=X.shape[1], itemsize=X.dtype.itemsize, memory_budget=memory_budget,
+                       entry_copies=kernel._workspace_copies(params))
     br, bc = plan.block_rows, plan.block_cols
-    diag = kernel._diag(jnp, jnp.sum(X * X, axis=1), n_features, params).astype(X.dtype) if sym else None
+    diag = kernel._diag_rows(jnp, X, jnp.sum(X * X, axis=1), n_features, params).astype(X.dtype) if sym else None
     if to_numpy:
         out = np.empty((n, m), dtype=np.dtype(X.dtype))
         for i in range(0, n, br):
@@ -168,7 +169,7 @@ def matvec(kernel, params, X, Z, v, n_features, memory_budget):
     # rows X has or where it sits (scikit-learn's subset / sample-order invariance, bit for bit).
     gpu = _platform(X) != "cpu"
     plan = plan_blocks(1 << 40, m, n_features=X.shape[1], n_targets=t, itemsize=X.dtype.itemsize,
-                       memory_budget=memory_budget)
+                       memory_budget=memory_budget, entry_copies=kernel._workspace_copies(params))
     br, bc = min(plan.block_rows, ROW_BLOCK_GPU if gpu else ROW_BLOCK_CPU), min(plan.block_cols,
                                                                              COL_BLOCK_GPU if gpu else COL_BLOCK_CPU)
     if n <= SMALL_ROWS:  # few rows (single predictions): a small fixed block, not a full one

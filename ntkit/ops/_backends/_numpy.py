@@ -58,7 +58,7 @@ def gram(kernel, params, X, Z, n_features, memory_budget):
     sx = sqnorms(X)
     sz = sx if sym else sqnorms(Zs)
     plan = plan_blocks(n, m, n_features=X.shape[1], itemsize=X.itemsize, memory_budget=_capped(memory_budget),
-                       square=sym)
+                       square=sym, entry_copies=kernel._workspace_copies(params))
     br, bc = plan.block_rows, plan.block_cols
     for i0 in range(0, n, br):
         ri = slice(i0, min(i0 + br, n))
@@ -69,7 +69,7 @@ def gram(kernel, params, X, Z, n_features, memory_budget):
             if sym and j0 != i0:
                 out[cj, ri] = blk.T
     if sym:
-        np.fill_diagonal(out, kernel._diag(np, sx, n_features, params))
+        np.fill_diagonal(out, kernel._diag_rows(np, X, sx, n_features, params))
     return out
 
 
@@ -84,9 +84,9 @@ def matvec(kernel, params, X, Z, v, n_features, memory_budget):
         return out
     sx = sqnorms(X)
     sz = sx if sym else sqnorms(Z)
-    dvals = kernel._diag(np, sx, n_features, params) if sym else None
+    dvals = kernel._diag_rows(np, X, sx, n_features, params) if sym else None
     plan = plan_blocks(n, m, n_features=X.shape[1], n_targets=t, itemsize=X.itemsize,
-                       memory_budget=_capped(memory_budget))
+                       memory_budget=_capped(memory_budget), entry_copies=kernel._workspace_copies(params))
     br, bc = plan.block_rows, plan.block_cols
     for i0 in range(0, n, br):
         ri = slice(i0, min(i0 + br, n))
