@@ -192,15 +192,25 @@ class StaxKernel(DotProductKernel):
         if params["input_shape"] is None:
             return self._diag(xp, sx, n_features, params)
         shape = self._image_shape(n_features, params)
+        from .._config import resolve_budget
+
+        # each image with itself, vmapped over chunks of rows that fit ntkit's memory budget
+        per_row = 8 * self._workspace_copies(params)
+        step = max(1, min(X.shape[0], resolve_budget(None) // per_row))
         if xp is np:
             import jax
 
             dtype = np.asarray(X).dtype
+            fn = _compiled_image_diag(params["kernel_fn"], params["get"], shape)
             with (jax.enable_x64(True) if dtype == np.float64 else jax.enable_x64(False)):
-                return np.array(_compiled_image_diag(params["kernel_fn"], params["get"], shape)(X), dtype=dtype)
+                parts = [np.asarray(fn(X[i:i + step])) for i in range(0, X.shape[0], step)]
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
         import jax
+        import jax.numpy as jnp
 
-        return jax.vmap(lambda a: _image_values(params["kernel_fn"], params["get"], a[None], None, shape)[0, 0])(X)
+        one = jax.vmap(lambda a: _image_values(params["kernel_fn"], params["get"], a[None], None, shape)[0, 0])
+        parts = [one(X[i:i + step]) for i in range(0, X.shape[0], step)]
+        return jnp.concatenate(parts) if parts else jnp.zeros(0, X.dtype)
 
     def _evaluate(self, xp, dot, sx, sz, n_features, params, x1_is_x2):
         if xp is np:  # the numpy backend: a compiled block, computed in the data's precision

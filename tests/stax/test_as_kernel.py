@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ntkit import stax
+from ntkit import config_context, stax
 from ntkit.ops import KernelOperator, gram, kernel_matvec
 
 RNG = np.random.default_rng(2)
@@ -73,6 +73,8 @@ def test_as_kernel_of_images_through_the_primitive(backend, get):
     np.testing.assert_allclose(np.asarray(gram(k, Xb, Xb[:3], backend=backend, memory_budget=20_000)), ref_xz,
                                rtol=1e-12)
     np.testing.assert_allclose(np.asarray(k.diag(Xb)), np.diag(ref), rtol=1e-13)
+    with config_context(memory_budget=20_000):  # the diagonal in chunks of rows (2 images at a time)
+        np.testing.assert_allclose(np.asarray(k.diag(Xb)), np.diag(ref), rtol=1e-13)
     v = RNG.normal(size=(7, 2))
     np.testing.assert_allclose(np.asarray(kernel_matvec(k, Xb, None, v, backend=backend, memory_budget=20_000)),
                                ref @ v, rtol=1e-11)
