@@ -113,9 +113,9 @@ def fix_flagged(xp, K, flag, X, Z, dot, sx, sz, exact):
     on those pairs (1-D arrays) with gaps from the rows.
 
     ``K``, ``flag``, ``dot``: (n, m); ``sx``, ``sz``: (n,), (m,); X, Z the rows. numpy or jax (inside
-    ``jit`` too: one flagged pair per row at most is recomputed as a vector and selected in, up
-    to ``2 (n + m)`` flagged pairs are gathered and scattered; more than that, and every pair is
-    recomputed, n * m * n_features work).
+    ``jit`` too: with at most ``_ROW_PASSES`` flagged pairs in every row, one pass per flagged pair
+    of the most-flagged row recomputes a pair per row as a vector; more than that, and every pair
+    is recomputed, n * m * n_features work).
     """
     n, m = K.shape
     if n == 0 or m == 0 or X.shape[1] == 0:
@@ -139,50 +139,51 @@ def _fix_numpy(K, flag, X, Z, dot, sx, sz, exact):
     return K
 
 
+#: Above this many flagged pairs in some row, jax recomputes every pair of the block instead of row by row.
+_ROW_PASSES = 8
+
+
 def _fix_jax(K, flag, X, Z, dot, sx, sz, exact):
     import jax
     import jax.numpy as jnp
 
     n, m = K.shape
     d = X.shape[1]
-    cap = 2 * (n + m)
 
     def unit(A):
         return _unit_rows(jnp, A, _sq_norms_jax(A))
 
-    def few(_):
-        # The common case (the diagonal, duplicates, a few parallel pairs): gather the flagged pairs
-        # (padding indices point past the end and are dropped by the scatter).
-        ii, jj = jnp.nonzero(flag, size=cap, fill_value=(n, m))
-        a, b = unit(X)[jnp.minimum(ii, n - 1)], unit(Z)[jnp.minimum(jj, m - 1)]
-        lo, hi = _gap_sums_jax(lambda k: a[:, k], lambda k: b[:, k], d, (cap,), K.dtype)
-        ic, jc = jnp.minimum(ii, n - 1), jnp.minimum(jj, m - 1)
-        vals = exact(jnp, dot[ic, jc], sx[ic], sz[jc], lo, hi)
-        return K.at[ii, jj].set(vals.astype(K.dtype), mode="drop")
+    def by_rows(_):
+        # The common case (the diagonal of K(X, X), duplicates, a few parallel pairs): one pass per flagged
+        # pair of the most-flagged row, each recomputing one pair per row as an n-vector and selecting it
+        # in (the exact formula is traced once, inside the loop: small programs, fast compiles).
+        Xn, Zn = unit(X), unit(Z)
+        cols = jnp.arange(m)
+
+        def body(state):
+            Kc, rem, k = state
+            j = jnp.argmax(rem, axis=1)
+            Zj = Zn[j]
+            lo, hi = _gap_sums_jax(lambda f: Xn[:, f], lambda f: Zj[:, f], d, (n,), K.dtype)
+            vals = exact(jnp, jnp.take_along_axis(dot, j[:, None], axis=1)[:, 0], sx, sz[j], lo, hi)
+            hit = rem & (cols[None, :] == j[:, None])
+            return jnp.where(hit, vals.astype(K.dtype)[:, None], Kc), rem & ~hit, k + 1
+
+        return jax.lax.while_loop(lambda st: jnp.any(st[1]), body, (K, flag, 0))[0]
 
     def every(_):
-        # Many flagged pairs (clustered or repeated data): every pair (n * m * n_features work).
+        # Many flagged pairs in some row (clustered or repeated data): every pair (n * m * n_features work).
         Xn, Zn = unit(X), unit(Z)
-        lo, hi = _gap_sums_jax(lambda k: Xn[:, k, None], lambda k: Zn[None, :, k], d, (n, m), K.dtype)
+        lo, hi = _gap_sums_jax(lambda f: Xn[:, f, None], lambda f: Zn[None, :, f], d, (n, m), K.dtype)
         vals = exact(jnp, dot, sx[:, None], sz[None, :], lo, hi)
         return jnp.where(flag, vals.astype(K.dtype), K)
-
-    def one_per_row(_):
-        # The commonest case, K(X, X) with distinct rows: at most one flagged pair per row (the
-        # diagonal), recomputed as an n-vector and put in place by a select (no scatter).
-        j = jnp.argmax(flag, axis=1)
-        Xn, Zj = unit(X), unit(Z)[j]
-        lo, hi = _gap_sums_jax(lambda k: Xn[:, k], lambda k: Zj[:, k], d, (n,), K.dtype)
-        vals = exact(jnp, jnp.take_along_axis(dot, j[:, None], axis=1)[:, 0], sx, sz[j], lo, hi)
-        return jnp.where(flag, vals.astype(K.dtype)[:, None], K)
 
     def none(_):
         return K
 
-    row_counts = jnp.sum(flag, axis=1, dtype=jnp.int32)  # (one pass over the flags)
-    per_row, count = jnp.max(row_counts), jnp.sum(row_counts)
-    branch = jnp.where(count == 0, 0, jnp.where(per_row <= 1, 1, jnp.where(count <= cap, 2, 3)))
-    return jax.lax.switch(branch, (none, one_per_row, few, every), None)
+    per_row = jnp.max(jnp.sum(flag, axis=1, dtype=jnp.int32))
+    branch = jnp.where(per_row == 0, 0, jnp.where(per_row <= _ROW_PASSES, 1, 2))
+    return jax.lax.switch(branch, (none, by_rows, every), None)
 
 
 # --------------------------------------------------------------------------- angle terms from gaps

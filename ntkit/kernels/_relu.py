@@ -133,17 +133,17 @@ def relu_from_gaps(xp, dot, sx, sz, n_features, depth, w_var, b_var, lo, hi):
         inv_s = 1 / s
         lo, hi = (e + ac * lo) * inv_s, (e + ac * hi + 2 * b_var) * inv_s
     # (b = 0: the gaps of the inputs')
-    half_w = 0.5 * w_var
-    for layer in range(depth):
-        sin_t, cos_t, theta, phi = half_angle(xp, lo, hi, obtuse=layer == 0)
+
+    def layer(state, first):
+        q, ntk, s, qx, qz, lo, hi = state
+        sin_t, cos_t, theta, phi = half_angle(xp, lo, hi, obtuse=first)
         # J_1 by its series near pi (opposite inputs) only in layer 0: after it, q >= 0 and t <= pi/2.
-        jay = j1(xp, sin_t, cos_t, phi) if layer == 0 else sin_t + phi * cos_t
+        jay = j1(xp, sin_t, cos_t, phi) if first else sin_t + phi * cos_t
         q_relu = (_INV_2PI * s) * jay
         ntk = ntk * (_INV_2PI * phi)
         q = w_var * q_relu + b_var
         ntk = q + w_var * ntk
-        if layer + 1 == depth:
-            break
+        # the next layer's gaps (unused after the last layer)
         pi_minus_j1 = math.pi * lo - sin_minus_t_cos(xp, theta, sin_t, cos_t)
         if b_var > 0:
             ax, az = half_w * qx, half_w * qz
@@ -157,6 +157,21 @@ def relu_from_gaps(xp, dot, sx, sz, n_features, depth, w_var, b_var, lo, hi):
             s = half_w * s
             lo = _INV_PI * pi_minus_j1
             hi = 1 + _INV_PI * jay
+        return q, ntk, s, qx, qz, lo, hi
+
+    half_w = 0.5 * w_var
+    shape = xp.broadcast_shapes(xp.shape(q), xp.shape(lo)) if xp.__name__ != "numpy" else None
+    if shape is not None:  # fixed shapes for the loop's carry
+        q, ntk, s, lo, hi = (xp.broadcast_to(v, shape) for v in (q, ntk, s, lo, hi))
+    state = layer((q, ntk, s, qx, qz, lo, hi), True)
+    if xp.__name__ == "numpy":
+        for _ in range(depth - 1):
+            state = layer(state, False)
+    elif depth > 1:  # one traced layer in a loop: the compiled size does not grow with the depth
+        import jax
+
+        state = jax.lax.fori_loop(1, depth, lambda _, st: layer(st, False), state)
+    q, ntk = state[0], state[1]
     return q, ntk
 
 

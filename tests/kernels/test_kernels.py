@@ -83,7 +83,12 @@ def test_relu_kernels_match_neural_tangents(Kernel, backend):
     """Golden values from neural-tangents 0.6.5 (tests/golden/make_golden_kernels.py)."""
     g = np.load(GOLDEN)
     name = "nngp" if Kernel is ReluNNGP else "ntk"
-    for depth, w, b in g["configs"]:
+    configs = g["configs"]
+    if backend == "jax":
+        # The same Python formulas as numpy's (one compilation per configuration and shape, ~0.7 s each):
+        # with and without bias, depths 1 and 5, both weight scales.
+        configs = configs[[5, 6, 17, 18]]
+    for depth, w, b in configs:
         tag = f"d{int(depth)}_w{w}_b{b}"
         k = Kernel(depth=int(depth), weight_std=w, bias_std=b)
         # Both sides evaluate the same closed form in float64: only rounding differs.

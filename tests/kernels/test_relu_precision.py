@@ -228,15 +228,19 @@ def test_one_near_parallel_partner_per_row(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_many_parallel_partners_per_row(backend):
-    """Every pair parallel or opposite (more flagged pairs than jax gathers: its every-pair path)."""
+    """Every pair parallel or opposite: 10 flagged pairs per row, more than jax's row passes (8), so its
+    every-pair path; the first 4 rows alone take the row passes."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal(D_FEATURES)
-    X = np.outer([1.0, 2.0, -1.0, 0.5, 4.0, -3.0], x)
+    X = np.outer([1.0, 2.0, -1.0, 0.5, 4.0, -3.0, 0.25, -0.5, 8.0, 3.0], x)
     k = ReluNTK(depth=3, bias_std=0.2, weight_std=1.3)
     K = gram(k, X, backend=backend)
     refs = [[ref_relu(a, b, 3, 1.3, 0.2)[3][1] for b in X] for a in X]
     for i in range(len(X)):
         _check(K[i], refs[i], [abs(r) for r in refs[i]], range(len(X)), BOUND[np.dtype(np.float64)], backend)
+    K4 = gram(k, X[:4], backend=backend)
+    for i in range(4):
+        _check(K4[i], refs[i][:4], [abs(r) for r in refs[i][:4]], range(4), BOUND[np.dtype(np.float64)], backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
