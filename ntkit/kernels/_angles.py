@@ -161,15 +161,15 @@ def _fix_jax(K, flag, X, Z, dot, sx, sz, exact):
         cols = jnp.arange(m)
 
         def body(state):
-            Kc, rem, k = state
+            Kc, rem = state
             j = jnp.argmax(rem, axis=1)
             Zj = Zn[j]
             lo, hi = _gap_sums_jax(lambda f: Xn[:, f], lambda f: Zj[:, f], d, (n,), K.dtype)
             vals = exact(jnp, jnp.take_along_axis(dot, j[:, None], axis=1)[:, 0], sx, sz[j], lo, hi)
             hit = rem & (cols[None, :] == j[:, None])
-            return jnp.where(hit, vals.astype(K.dtype)[:, None], Kc), rem & ~hit, k + 1
+            return jnp.where(hit, vals.astype(K.dtype)[:, None], Kc), rem & ~hit
 
-        return jax.lax.while_loop(lambda st: jnp.any(st[1]), body, (K, flag, 0))[0]
+        return jax.lax.while_loop(lambda st: jnp.any(st[1]), body, (K, flag))[0]
 
     def every(_):
         # Many flagged pairs in some row (clustered or repeated data): every pair (n * m * n_features work).

@@ -146,21 +146,18 @@ class ArcCosine(DotProductKernel):
         return {"order": int(order)}
 
     def _block(self, xp, dot, sx, sz, n_features, params):
-        return self._arccos(xp, dot, sx, sz, params)[0]
-
-    def _arccos(self, xp, dot, sx, sz, params):
         s, rho, theta, sin_t = arccos_terms(xp, dot, sx[:, None], sz[None, :])
         n = params["order"]
         pt = math.pi - theta
         if n == 0:
-            return _INV_PI * pt, rho
+            return _INV_PI * pt
         if n == 1:
-            return _INV_PI * s * (sin_t + pt * rho), rho
-        return _INV_PI * (s * s) * (3 * sin_t * rho + pt * (1 + 2 * rho * rho)), rho
+            return _INV_PI * s * (sin_t + pt * rho)
+        return _INV_PI * (s * s) * (3 * sin_t * rho + pt * (1 + 2 * rho * rho))
 
     def _block_rows(self, xp, X, Z, dot, sx, sz, n_features, params):
         # The primitive's entry: near-parallel and near-opposite pairs from their rows (_angles).
-        K = self._arccos(xp, dot, sx, sz, params)[0]
+        K = self._block(xp, dot, sx, sz, n_features, params)
         n = params["order"]
 
         def exact(xp, dot, sx, sz, lo, hi):

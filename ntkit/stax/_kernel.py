@@ -96,11 +96,18 @@ def _compiled_images(kernel_fn, get, shape):
     return jax.jit(lambda A, B: _image_values(kernel_fn, get, A, B, shape))
 
 
+def _image_diag(kernel_fn, get, shape):
+    """Each flattened image with itself: ``(n, prod(shape)) -> (n,)``, vmapped."""
+    import jax
+
+    return jax.vmap(lambda a: _image_values(kernel_fn, get, a[None], None, shape)[0, 0])
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled_image_diag(kernel_fn, get, shape):
     import jax
 
-    return jax.jit(jax.vmap(lambda a: _image_values(kernel_fn, get, a[None], None, shape)[0, 0]))
+    return jax.jit(_image_diag(kernel_fn, get, shape))
 
 
 @functools.lru_cache(maxsize=64)
@@ -205,10 +212,9 @@ class StaxKernel(DotProductKernel):
             with (jax.enable_x64(True) if dtype == np.float64 else jax.enable_x64(False)):
                 parts = [np.asarray(fn(X[i:i + step])) for i in range(0, X.shape[0], step)]
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-        import jax
         import jax.numpy as jnp
 
-        one = jax.vmap(lambda a: _image_values(params["kernel_fn"], params["get"], a[None], None, shape)[0, 0])
+        one = _image_diag(params["kernel_fn"], params["get"], shape)
         parts = [one(X[i:i + step]) for i in range(0, X.shape[0], step)]
         return jnp.concatenate(parts) if parts else jnp.zeros(0, X.dtype)
 
